@@ -1,0 +1,141 @@
+// fewstep sampler layer: the public interface every sampler, the registry and
+// the pipeline share. Samplers see a Schedule and a Denoiser, nothing else:
+// no TorchScript, no files, no CLI.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace fewstep {
+
+/// Raised for any bad sampler/schedule configuration (unknown sampler or
+/// option, value out of range). The message is one line meant for users.
+struct SamplerError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// What the network predicts; converted once in the Denoiser wrapper.
+enum class PredictionType { epsilon, v_prediction, sample, flow };
+
+/// Training-schedule configuration with diffusers' `scheduler_config.json`
+/// keys. Optional members take the sampler family's diffusers default when
+/// unset.
+struct SchedulerConfig {
+  int64_t num_train_timesteps = 1000;
+  std::string beta_schedule = "linear";  ///< linear | scaled_linear | squaredcos_cap_v2
+  double beta_start = 0.0001;
+  double beta_end = 0.02;
+  std::vector<double> trained_betas;  ///< non-empty overrides beta_schedule
+  PredictionType prediction_type = PredictionType::epsilon;
+  std::optional<std::string> timestep_spacing;  ///< leading | trailing | linspace
+  std::optional<int64_t> steps_offset;
+  bool rescale_betas_zero_snr = false;
+  bool clip_sample = false;
+  double clip_sample_range = 1.0;
+  bool thresholding = false;  ///< Imagen dynamic thresholding
+  double dynamic_thresholding_ratio = 0.995;
+  double sample_max_value = 1.0;
+  double shift = 1.0;  ///< flow-matching time shift (SD3)
+  /// "", "karras", "exponential" or "simple": replaces the spacing's sigmas.
+  std::string sigma_spacing;
+  std::string final_sigmas_type = "zero";  ///< zero | sigma_min
+  std::vector<double> custom_timesteps;  ///< user-given, descending
+  std::vector<double> custom_sigmas;     ///< user-given, descending (σ_t/α_t, or t for flow)
+};
+
+/// Inference schedule: values only. N steps visit points 0..N-1 and end at
+/// point N. At every point x_t = alphas[i]·x0 + sigmas[i]·ε (the notation of
+/// DPM-Solver, Lu et al. 2022, Eq. 2.1); for VP models alphas = sqrt(ᾱ_t),
+/// sigmas = sqrt(1-ᾱ_t); for flow models alphas = 1-t, sigmas = t.
+/// The k-diffusion/Euler "sigma" is sigmas/alphas.
+struct Schedule {
+  at::Tensor timesteps;       ///< [N+1] float64: model timestep at each point
+  at::Tensor alphas;          ///< [N+1] float64
+  at::Tensor sigmas;          ///< [N+1] float64; sigmas[N] is the final sigma (0 by default)
+  at::Tensor alphas_cumprod;  ///< [num_train_timesteps] float64 (empty for flow)
+  int64_t steps() const { return timesteps.defined() ? timesteps.size(0) - 1 : 0; }
+};
+
+/// Noise levels of a batch of rows: each tensor is [R] float64 on CPU.
+struct NoiseLevels {
+  at::Tensor alpha, sigma, timestep;
+};
+
+/// Model output converted to the data and noise predictions, both shaped like x.
+struct DenoiserOutput {
+  at::Tensor x0, eps;
+};
+
+/// The raw model: `x [R, C, H, W]` float (sampler dtype) and `timestep [R]`
+/// float64 -> raw prediction shaped like x. The pipeline implements it (CFG
+/// batching, device and dtype casts); analytic models implement it directly.
+using ModelFn = std::function<at::Tensor(const at::Tensor& x, const at::Tensor& timestep)>;
+
+/// The one wrapper that converts a model's prediction into (x0, ε); samplers
+/// never branch on the parameterization. Counts denoiser evaluations (NFE).
+class Denoiser {
+ public:
+  virtual ~Denoiser() = default;
+  /// x: [R, C, H, W]; levels: R rows. Returns x0 and ε, shaped like x.
+  virtual DenoiserOutput operator()(const at::Tensor& x, const NoiseLevels& levels) = 0;
+  int64_t nfe = 0;        ///< denoiser evaluations (a CFG pair counts once)
+  int64_t rows = 0;       ///< rows evaluated, summed over calls
+};
+
+/// Per-step Gaussian noise for stochastic samplers, drawn from one seeded CPU
+/// generator in step order, so that the same seed gives the same result on
+/// any device and Picard can draw all of it up front.
+class StepNoise {
+ public:
+  /// shape: the sample's shape; seed: the generator's seed.
+  StepNoise(std::vector<int64_t> shape, uint64_t seed, at::ScalarType dtype = at::kFloat);
+  /// Noise for step i (draws steps up to i on first use). [shape] on CPU.
+  const at::Tensor& at_step(int64_t i);
+
+ private:
+  std::vector<int64_t> shape_;
+  at::Generator gen_;
+  at::ScalarType dtype_;
+  std::vector<at::Tensor> drawn_;
+};
+
+/// Options as given by `--sampler-option key=value`.
+using SamplerOptions = std::map<std::string, std::string>;
+
+/// Called after every step with (step index, steps, current x).
+using StepCallback = std::function<void(int64_t, int64_t, const at::Tensor&)>;
+
+/// Everything a sampler run sees.
+struct SamplerContext {
+  const Schedule& schedule;
+  Denoiser& denoiser;
+  const SamplerOptions& options;  ///< already validated against SamplerInfo::options
+  StepNoise* noise = nullptr;     ///< non-null for stochastic samplers
+  StepCallback callback;          ///< may be empty
+};
+
+/// One registry row.
+struct SamplerOptionInfo {
+  std::string name, default_value, help;
+};
+struct SamplerInfo {
+  std::string name;
+  std::vector<std::string> aliases;  ///< diffusers class names
+  int order = 1;
+  bool stochastic = false;
+  std::string family;  ///< which diffusers spacing definition: "ddim" | "dpm" | "euler"
+  std::vector<SamplerOptionInfo> options;
+  std::string help;
+  /// Runs the sampler from x at schedule point 0 ([B, C, H, W], already
+  /// scaled to the initial noise level); returns the sample at point N.
+  std::function<at::Tensor(SamplerContext&, at::Tensor x)> run;
+};
+
+}  // namespace fewstep
