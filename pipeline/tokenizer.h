@@ -46,7 +46,8 @@ void stderr_warning_sink(const std::string& message);
 /// by one space, trim, then lower-case (Unicode simple lower-case mapping).
 /// Recognised entities: &amp; &lt; &gt; &quot; &apos; &nbsp; and numeric
 /// &#NNN; / &#xHH; (see tokenizer.cpp for the documented table; anything
-/// else is left as written). Invalid UTF-8 bytes are kept unchanged.
+/// else is left as written). Each invalid UTF-8 byte becomes U+FFFD, as
+/// Python's decode(errors="replace") would give.
 std::string clean_text(std::string_view text);
 
 /// CLIP's byte-to-unicode table: byte b -> the UTF-8 encoding of a printable
@@ -119,13 +120,12 @@ class Tokenizer {
   int64_t token_id(const std::string& token) const;
 
  private:
-  struct PairHash {
-    size_t operator()(const std::pair<std::string, std::string>& p) const;
-  };
   void append_piece_ids(std::string_view piece, std::vector<int64_t>& ids) const;
 
   std::unordered_map<std::string, int64_t> vocab_;
-  std::unordered_map<std::pair<std::string, std::string>, int, PairHash> ranks_;
+  /// "first second" (symbols never hold a space: the byte table maps 0x20
+  /// to U+0120) -> merge rank, lower merges first.
+  std::unordered_map<std::string, int> ranks_;
   int64_t bos_id_ = -1;
   int64_t eos_id_ = -1;
   int64_t pad_id_ = -1;
