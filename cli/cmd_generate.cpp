@@ -1,0 +1,169 @@
+// `fewstep generate`: text to PNG.
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <iostream>
+
+#include "cli/common.h"
+#include "pipeline/image_io.h"
+#include "pipeline/model_source.h"
+
+namespace fewstep::cli {
+namespace {
+
+struct GenerateOptions {
+  std::string model;
+  std::string prompt, negative_prompt;
+  std::string sampler;
+  int64_t steps = 0;  // 0 = the model's default
+  double cfg_scale = -1.0;
+  bool cfg_given = false;
+  int64_t seed = -1;
+  int64_t width = 0, height = 0;
+  int64_t batch_count = 1;
+  std::string timestep_spacing;
+  std::vector<std::string> sampler_options;
+  std::string parallel;
+  RuntimeOptions rt;
+  std::string init_noise, save_latents, stats_json, out;
+  bool overwrite = false, quiet = false;
+  int64_t upscale = 1;
+  std::string upscale_filter = "nearest";
+};
+
+std::filesystem::path output_path(const GenerateOptions& o, uint64_t seed) {
+  const std::string seed_s = std::to_string(seed);
+  if (o.out.empty()) return "fewstep-" + seed_s + ".png";
+  std::filesystem::path p(o.out);
+  if (o.batch_count == 1) return p;
+  return p.parent_path() / (p.stem().string() + "-" + seed_s + (p.has_extension() ? p.extension().string() : ".png"));
+}
+
+int run_generate(GenerateOptions& o) {
+  // Everything that can be checked without the model is checked first.
+  const SamplerOptions sampler_opts = parse_sampler_options(o.sampler_options);
+  std::optional<PicardOptions> picard;
+  if (!o.parallel.empty()) picard = parse_picard(o.parallel);
+  if (o.batch_count < 1) throw std::invalid_argument("--batch-count: must be at least 1");
+  if (o.upscale < 1 || o.upscale > 64) throw std::invalid_argument("--upscale: must be between 1 and 64");
+  const uint64_t seed0 = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : random_seed();
+  std::vector<std::filesystem::path> outs;
+  for (int64_t i = 0; i < o.batch_count; ++i) {
+    outs.push_back(output_path(o, seed0 + static_cast<uint64_t>(i)));
+    check_writable(outs.back());
+  }
+  if (!o.save_latents.empty()) check_writable(o.save_latents);
+  if (!o.stats_json.empty()) check_writable(o.stats_json);
+  at::Tensor init_noise;
+  if (!o.init_noise.empty()) init_noise = read_npy_float32(o.init_noise);
+
+  const std::string model = o.model.empty() ? default_model_dir() : o.model;
+  auto pipe = Pipeline::load(model, o.rt);
+  const ModelManifest& m = pipe->manifest();
+
+  GenerateRequest req;
+  req.sampler = o.sampler.empty() ? m.defaults.sampler : o.sampler;
+  req.steps = o.steps != 0 ? o.steps : m.defaults.steps;
+  req.cfg_scale = o.cfg_given ? o.cfg_scale : m.defaults.cfg_scale;
+  req.width = o.width ? o.width : m.defaults.width;
+  req.height = o.height ? o.height : m.defaults.height;
+  if (!o.timestep_spacing.empty()) req.timestep_spacing = o.timestep_spacing;
+  req.sampler_options = sampler_opts;
+  req.picard = picard;
+  pipe->check(req);
+  if (init_noise.defined()) {
+    auto shape = pipe->sample_shape(req.width, req.height);
+    shape[0] = o.batch_count;
+    if (init_noise.sizes() != at::IntArrayRef(shape)) {
+      std::string want;
+      for (auto d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+      throw std::invalid_argument(o.init_noise + ": shape must be [" + want + "] (batch count, channels, h, w)");
+    }
+  }
+
+  const auto t_enc = std::chrono::steady_clock::now();
+  Conditioning cond = pipe->encode(o.prompt, o.negative_prompt);
+  const double encode_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_enc).count();
+
+  GenerateStats total;
+  total.encode_ms = encode_ms;
+  std::vector<at::Tensor> latents;
+  std::vector<std::vector<uint8_t>> pngs;
+  for (int64_t i = 0; i < o.batch_count; ++i) {
+    req.seed = seed0 + static_cast<uint64_t>(i);
+    if (init_noise.defined()) req.init_noise = init_noise.narrow(0, i, 1);
+    ProgressBar bar("seed " + std::to_string(req.seed), req.steps, !o.quiet && stderr_is_tty());
+    req.on_step = [&bar](int64_t i_step, int64_t, const at::Tensor&) { bar.update(i_step + 1); };
+    GenerateResult r = pipe->generate(cond, req);
+    bar.finish();
+    at::Tensor img = upscale_image(r.image, o.upscale, o.upscale_filter == "smooth");
+    pngs.push_back(encode_png(img, "parameters", format_parameters(o.prompt, o.negative_prompt, req, m.name)));
+    latents.push_back(r.latents);
+    total.sampling_ms += r.stats.sampling_ms;
+    total.decode_ms += r.stats.decode_ms;
+    total.total_ms += r.stats.total_ms;
+    total.nfe += r.stats.nfe;
+    total.unet_calls += r.stats.unet_calls;
+    total.unet_rows += r.stats.unet_rows;
+    total.picard_rounds += r.stats.picard_rounds;
+  }
+  // Outputs are written only once every image succeeded: no partial results.
+  for (size_t i = 0; i < pngs.size(); ++i) {
+    auto written = write_file_atomic(outs[i], pngs[i], o.overwrite);
+    if (!o.quiet) {
+      std::cout << "wrote " << written.string() << " (seed " << seed0 + i << ")";
+      if (written != outs[i]) std::cout << "; " << outs[i].string() << " exists, use --overwrite to replace it";
+      std::cout << "\n";
+    }
+  }
+  if (!o.save_latents.empty()) write_file_atomic(o.save_latents, encode_npy(at::cat(latents)), true);
+  if (!o.stats_json.empty()) {
+    nlohmann::json j = {{"load_ms", pipe->load_ms()},  {"encode_ms", total.encode_ms},
+                        {"sampling_ms", total.sampling_ms}, {"decode_ms", total.decode_ms},
+                        {"total_ms", pipe->load_ms() + total.encode_ms + total.total_ms},
+                        {"nfe", total.nfe},            {"unet_calls", total.unet_calls},
+                        {"unet_rows", total.unet_rows}, {"picard_rounds", total.picard_rounds},
+                        {"steps", req.steps},          {"sampler", req.sampler},
+                        {"seed", seed0},               {"batch_count", o.batch_count}};
+    std::string s = j.dump(2) + "\n";
+    write_file_atomic(o.stats_json, std::vector<uint8_t>(s.begin(), s.end()), true);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_generate_command(CLI::App& app) {
+  auto o = std::make_shared<GenerateOptions>();
+  CLI::App* cmd = app.add_subcommand("generate", "Generate images from a text prompt");
+  cmd->add_option("--model,-m", o->model, "model package folder or analytic:<name> (default: the embedded model)");
+  cmd->add_option("--prompt,-p", o->prompt, "text prompt (empty = unconditional)");
+  cmd->add_option("--negative-prompt,-n", o->negative_prompt, "negative prompt (the CFG unconditional branch)");
+  cmd->add_option("--sampler", o->sampler, "sampler name or diffusers class name (see `fewstep samplers`)");
+  cmd->add_option("--steps", o->steps, "number of sampling steps (default: the model's)");
+  cmd->add_option_function<double>("--cfg-scale", [o](double v) { o->cfg_scale = v; o->cfg_given = true; },
+                                   "classifier-free guidance scale (1 = no guidance)");
+  cmd->add_option("--seed,-s", o->seed, "random seed (default: random, printed)");
+  cmd->add_option("--width,-W", o->width, "image width in pixels (default: the model's)");
+  cmd->add_option("--height,-H", o->height, "image height in pixels (default: the model's)");
+  cmd->add_option("--batch-count,-b", o->batch_count, "images to make, with seeds seed, seed+1, ...");
+  cmd->add_option("--timestep-spacing", o->timestep_spacing, "leading, trailing or linspace (overrides the model)");
+  cmd->add_option("--sampler-option", o->sampler_options, "sampler option key=value (repeatable)")
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_option("--parallel", o->parallel, "Picard-parallel sampling: picard:window=P,tol=T[,max_rounds=R]");
+  add_runtime_flags(*cmd, o->rt);
+  cmd->add_option("--init-noise", o->init_noise, "unit-variance noise .npy, float32 [N, C, h, w]");
+  cmd->add_option("--save-latents", o->save_latents, "write the final samples as .npy [N, C, h, w]");
+  cmd->add_option("--stats-json", o->stats_json, "write timings and model-call counts as JSON");
+  cmd->add_option("--out,-o", o->out, "output PNG (default fewstep-<seed>.png); with -b N: NAME-<seed>.png");
+  cmd->add_flag("--overwrite", o->overwrite, "replace existing output files");
+  cmd->add_option("--upscale", o->upscale, "enlarge the saved image by this integer factor");
+  cmd->add_option("--upscale-filter", o->upscale_filter, "nearest or smooth")
+      ->check(CLI::IsMember({"nearest", "smooth"}));
+  cmd->add_flag("--quiet,-q", o->quiet, "print nothing but errors");
+  cmd->callback([o] { run_generate(*o); });
+}
+
+}  // namespace fewstep::cli

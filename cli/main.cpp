@@ -1,0 +1,24 @@
+// fewstep command-line entry point: one subcommand per file in cli/.
+#include <c10/util/Exception.h>
+
+#include <iostream>
+
+#include "cli/common.h"
+#include "cli/commands.h"
+#include "unet/torchscript.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"fewstep: few-step diffusion sampling (text prompt -> PNG)", "fewstep"};
+  app.require_subcommand(1);
+  app.failure_message(CLI::FailureMessage::simple);
+  fewstep::cli::register_all_commands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::cerr << "fewstep: error: " << fewstep::first_line(e) << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,56 @@
+// --model resolution (see model_source.h).
+#include "pipeline/model_source.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+// Both are set by pipeline/CMakeLists.txt when the pieces are built.
+#ifdef FEWSTEP_HAVE_FUSED_ATTENTION
+#include "kernels/attention.h"
+#endif
+#ifdef FEWSTEP_HAVE_ANALYTIC
+#include "unet/analytic.h"
+#endif
+
+#ifndef FEWSTEP_SOURCE_DIR
+#define FEWSTEP_SOURCE_DIR "."
+#endif
+
+namespace fewstep {
+
+std::string default_model_dir() {
+  if (const char* env = std::getenv("FEWSTEP_MODEL_DIR"); env && *env) return env;
+  return std::string(FEWSTEP_SOURCE_DIR) + "/models/emoji";
+}
+
+LoadedModel load_model_source(const std::string& model, bool fused_attention) {
+  LoadedModel out;
+  if (model.rfind("analytic:", 0) == 0) {
+#ifdef FEWSTEP_HAVE_ANALYTIC
+    out = load_analytic_model(model);
+    out.analytic = true;
+    return out;
+#else
+    throw ModelError(model + ": analytic models are not built in");
+#endif
+  }
+  ModulePass pass;
+#ifdef FEWSTEP_HAVE_FUSED_ATTENTION
+  if (fused_attention) pass = [](torch::jit::Module& m) { rewrite_attention(m); };
+#endif
+  out.manifest = load_manifest(model);
+  const ModelManifest& m = out.manifest;
+  out.model = std::make_unique<TorchScriptUnet>(m.unet, m.text_encoder.has_value(), pass);
+  if (m.text_encoder) out.text_encoder = std::make_unique<TextEncoder>(*m.text_encoder, pass);
+  if (m.vae_decoder) out.vae = std::make_unique<VaeDecoder>(*m.vae_decoder);
+  if (m.tokenizer) {
+    try {
+      out.tokenizer = Tokenizer::from_vocab_merges(m.tokenizer->vocab, m.tokenizer->merges);
+    } catch (const std::exception& e) {
+      throw ModelError(m.tokenizer->vocab + ": field 'tokenizer': " + first_line(e));
+    }
+  }
+  return out;
+}
+
+}  // namespace fewstep

@@ -1,0 +1,36 @@
+// Resolves a --model argument (a package folder or an analytic spec) into
+// loaded modules.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "pipeline/tokenizer.h"
+#include "unet/model.h"
+#include "unet/package.h"
+#include "unet/torchscript.h"
+
+namespace fewstep {
+
+/// Everything a Pipeline needs from a model source, still on the CPU in the
+/// stored dtype.
+struct LoadedModel {
+  ModelManifest manifest;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<TextEncoder> text_encoder;  ///< null for unconditional models
+  std::unique_ptr<VaeDecoder> vae;            ///< null for pixel models
+  std::optional<Tokenizer> tokenizer;
+  bool analytic = false;
+};
+
+/// The folder of the embedded default model (FEWSTEP_MODEL_DIR when set,
+/// else `models/emoji` beside the executable's source tree or install).
+std::string default_model_dir();
+
+/// `model` is a package folder or `analytic:<name>[:options]`. With
+/// `fused_attention`, TorchScript modules are rewritten so that their
+/// attention runs through fewstep::attention. Throws ModelError / TokenizerError.
+LoadedModel load_model_source(const std::string& model, bool fused_attention);
+
+}  // namespace fewstep

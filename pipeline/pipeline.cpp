@@ -1,0 +1,242 @@
+// The text-to-image pipeline (see pipeline.h).
+#include "pipeline/pipeline.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/record_function.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#define STB_IMAGE_RESIZE_IMPLEMENTATION
+#include <stb_image_resize.h>
+
+#include "pipeline/model_source.h"
+#include "samplers/denoiser.h"
+#include "samplers/registry.h"
+#include "samplers/schedule.h"
+
+namespace fewstep {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+/// Rough activation-memory estimate for one UNet call (documented in the
+/// README): 6 KiB per model-space pixel per batch row.
+constexpr double kBytesPerPixelRow = 6.0 * 1024.0;
+
+double available_memory_bytes() {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? double(pages) * double(page) : 8.0 * (1ull << 30);
+}
+
+}  // namespace
+
+at::ScalarType parse_dtype(const std::string& n) {
+  if (n == "fp32" || n == "float32" || n == "float") return at::kFloat;
+  if (n == "fp16" || n == "float16" || n == "half") return at::kHalf;
+  if (n == "bf16" || n == "bfloat16") return at::kBFloat16;
+  if (n == "fp64" || n == "float64" || n == "double") return at::kDouble;
+  throw std::invalid_argument("--dtype: unknown dtype '" + n + "' (valid: fp32, fp16, bf16, fp64)");
+}
+
+std::unique_ptr<Pipeline> Pipeline::load(const std::string& model, const RuntimeOptions& rt) {
+  const auto t0 = Clock::now();
+  std::unique_ptr<Pipeline> p(new Pipeline());
+  at::set_num_threads(rt.threads > 0 ? rt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+
+  try {
+    p->device_ = at::Device(rt.device);
+  } catch (const std::exception&) {
+    throw std::invalid_argument("--device: unknown device '" + rt.device + "' (valid: cpu, cuda, cuda:N)");
+  }
+  if (p->device_.is_cuda() && !at::hasCUDA())
+    throw std::invalid_argument("--device: '" + rt.device + "' requested but no CUDA GPU is available");
+  if (!p->device_.is_cpu() && !p->device_.is_cuda())
+    throw std::invalid_argument("--device: only cpu and cuda are supported");
+  p->model_dtype_ = parse_dtype(rt.dtype);
+  if (rt.attention != "fused" && rt.attention != "native")
+    throw std::invalid_argument("--attention: '" + rt.attention + "' is not one of fused, native");
+
+  LoadedModel loaded = load_model_source(model, rt.attention == "fused");
+  p->manifest_ = std::move(loaded.manifest);
+  p->model_ = std::move(loaded.model);
+  p->text_encoder_ = std::move(loaded.text_encoder);
+  p->vae_ = std::move(loaded.vae);
+  p->tokenizer_ = std::move(loaded.tokenizer);
+
+  const bool analytic = loaded.analytic;
+  if (p->model_dtype_ == at::kDouble && !analytic)
+    throw std::invalid_argument("--dtype: fp64 is only for analytic models (use fp32, fp16 or bf16)");
+  if ((p->model_dtype_ == at::kHalf || p->model_dtype_ == at::kBFloat16) && !p->device_.is_cuda())
+    throw std::invalid_argument("--dtype: " + rt.dtype + " needs --device cuda (CPU runs fp32)");
+  p->sampler_dtype_ = p->model_dtype_ == at::kDouble ? at::kDouble : at::kFloat;
+
+  p->model_->to(p->device_, p->model_dtype_);
+  if (p->text_encoder_) p->text_encoder_->to(p->device_, p->model_dtype_);
+  if (p->vae_) p->vae_->to(p->device_, p->model_dtype_);
+  p->load_ms_ = ms_since(t0);
+  return p;
+}
+
+std::vector<int64_t> Pipeline::sample_shape(int64_t width, int64_t height) const {
+  const int64_t mult = manifest_.size_multiple();
+  if (width < 1 || width % mult)
+    throw std::invalid_argument("--width: " + std::to_string(width) + " is not a positive multiple of " +
+                                std::to_string(mult) + " (unet.downsample_factor × vae_scale_factor)");
+  if (height < 1 || height % mult)
+    throw std::invalid_argument("--height: " + std::to_string(height) + " is not a positive multiple of " +
+                                std::to_string(mult) + " (unet.downsample_factor × vae_scale_factor)");
+  return {1, manifest_.in_channels, height / manifest_.vae_scale_factor, width / manifest_.vae_scale_factor};
+}
+
+void Pipeline::check(const GenerateRequest& req) const {
+  if (req.steps < 1) throw std::invalid_argument("--steps: must be at least 1, got " + std::to_string(req.steps));
+  if (!(req.cfg_scale >= 0.0) || !std::isfinite(req.cfg_scale))
+    throw std::invalid_argument("--cfg-scale: must be a finite number >= 0");
+  const auto shape = sample_shape(req.width, req.height);
+  const double rows = conditional() && req.cfg_scale != 1.0 ? 2.0 : 1.0;
+  const double window = req.picard ? double(std::max<int64_t>(1, req.picard->window)) : 1.0;
+  const double need = kBytesPerPixelRow * double(shape[2] * shape[3]) * rows * window;
+  if (need > available_memory_bytes())
+    throw std::invalid_argument("--width/--height: " + std::to_string(req.width) + "x" + std::to_string(req.height) +
+                                " needs about " + std::to_string(int64_t(need / (1 << 20))) +
+                                " MiB, more than this machine's memory");
+  const SamplerInfo& info = find_sampler(req.sampler);
+  SamplerOptions opts = req.sampler_options;
+  if (req.timestep_spacing) {
+    const auto& s = *req.timestep_spacing;
+    if (s != "leading" && s != "trailing" && s != "linspace")
+      throw std::invalid_argument("--timestep-spacing: '" + s + "' is not one of leading, trailing, linspace");
+  }
+  resolve_sampler_options(info, opts);
+  if (req.init_noise.defined() && req.init_noise.sizes() != at::IntArrayRef(shape))
+    throw std::invalid_argument("--init-noise: wrong shape for this model and size");
+}
+
+Conditioning Pipeline::encode(const std::string& prompt, const std::string& negative_prompt) {
+  Conditioning c;
+  if (!text_encoder_) return c;
+  const int64_t len = manifest_.text_encoder->context_length;
+  auto ids_of = [&](const std::string& text) {
+    std::vector<int64_t> ids = tokenizer_->encode_padded(text, len);
+    return at::tensor(ids, at::kLong).view({1, len}).to(device_);
+  };
+  at::NoGradGuard no_grad;
+  c.cond = text_encoder_->encode(ids_of(prompt)).to(model_dtype_);
+  c.uncond = text_encoder_->encode(ids_of(negative_prompt)).to(model_dtype_);
+  return c;
+}
+
+GenerateResult Pipeline::generate(const Conditioning& cond, const GenerateRequest& req) {
+  check(req);
+  at::NoGradGuard no_grad;
+  const auto t_total = Clock::now();
+  GenerateResult res;
+  const SamplerInfo& info = find_sampler(req.sampler);
+  SchedulerConfig cfg = manifest_.scheduler;
+  if (req.timestep_spacing) cfg.timestep_spacing = *req.timestep_spacing;
+  const SamplerOptions opts = resolve_sampler_options(info, req.sampler_options);
+  const Schedule schedule = make_schedule(cfg, info, req.steps, opts);
+
+  const auto shape = sample_shape(req.width, req.height);
+  at::Tensor noise;
+  if (req.init_noise.defined()) {
+    noise = req.init_noise.to(sampler_dtype_);
+  } else {
+    // One CPU generator per image seed: the same seed gives the same noise on any device.
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(req.seed);
+    noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat)).to(sampler_dtype_);
+  }
+
+  // The model callback: CFG batching of cond and uncond into one UNet call.
+  const bool use_cfg = conditional() && req.cfg_scale != 1.0;
+  const double scale = req.cfg_scale;
+  GenerateStats& st = res.stats;
+  ModelFn model_fn = [&](const at::Tensor& x, const at::Tensor& timestep) -> at::Tensor {
+    const int64_t rows = x.size(0);
+    at::Tensor xin = x.to(device_, model_dtype_);
+    at::Tensor tin = timestep.to(device_, model_dtype_ == at::kDouble ? at::kDouble : at::kFloat);
+    at::Tensor ctx;
+    if (conditional()) ctx = cond.cond.expand({rows, cond.cond.size(1), cond.cond.size(2)});
+    at::Tensor out;
+    if (use_cfg) {
+      at::Tensor ctx2 = at::cat({cond.uncond.expand({rows, cond.uncond.size(1), cond.uncond.size(2)}), ctx});
+      at::Tensor raw = model_->forward(at::cat({xin, xin}), at::cat({tin, tin}), ctx2).to(x.scalar_type());
+      at::Tensor uncond_out = raw.narrow(0, 0, rows), cond_out = raw.narrow(0, rows, rows);
+      out = uncond_out + scale * (cond_out - uncond_out);  // Ho & Salimans 2022, Eq. 6
+      st.unet_rows += 2 * rows;
+    } else {
+      out = model_->forward(xin, tin, ctx).to(x.scalar_type());
+      st.unet_rows += rows;
+    }
+    st.unet_calls += 1;
+    return out.to(x.device());
+  };
+  std::unique_ptr<Denoiser> denoiser = make_model_denoiser(model_fn, cfg);
+
+  const auto t_sample = Clock::now();
+  SampleStats sstats;
+  at::Tensor x0;
+  {
+    RECORD_USER_SCOPE("sampler");
+    x0 = sample(info, schedule, *denoiser, noise.to(device_), opts, req.seed, req.on_step, req.picard, &sstats);
+  }
+  st.sampling_ms = ms_since(t_sample);
+  st.nfe = sstats.nfe;
+  st.picard_rounds = sstats.picard_rounds;
+  res.latents = x0.cpu();
+
+  const auto t_decode = Clock::now();
+  at::Tensor image = x0;
+  if (vae_) image = vae_->decode(x0.to(model_dtype_));
+  res.image = to_rgb8(image.to(at::kFloat).cpu());
+  st.decode_ms = ms_since(t_decode);
+  st.total_ms = ms_since(t_total);
+  return res;
+}
+
+at::Tensor to_rgb8(const at::Tensor& image) {
+  TORCH_CHECK(image.dim() == 4 && image.size(0) == 1, "to_rgb8: need [1, C, H, W]");
+  at::Tensor img = image[0];
+  if (img.size(0) == 1) img = img.expand({3, img.size(1), img.size(2)});
+  img = img.narrow(0, 0, 3);
+  at::Tensor u8 = ((img.nan_to_num(0.0).clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(at::kByte);
+  return u8.permute({1, 2, 0}).contiguous();
+}
+
+at::Tensor upscale_image(const at::Tensor& rgb, int64_t factor, bool smooth) {
+  if (factor <= 1) return rgb;
+  const int64_t h = rgb.size(0), w = rgb.size(1), c = rgb.size(2);
+  at::Tensor out = at::empty({h * factor, w * factor, c}, at::kByte);
+  const uint8_t* src = rgb.contiguous().data_ptr<uint8_t>();
+  uint8_t* dst = out.data_ptr<uint8_t>();
+  if (smooth) {
+    stbir_resize_uint8(src, int(w), int(h), 0, dst, int(w * factor), int(h * factor), 0, int(c));
+    return out;
+  }
+  for (int64_t y = 0; y < h * factor; ++y)
+    for (int64_t x = 0; x < w * factor; ++x)
+      for (int64_t k = 0; k < c; ++k) dst[(y * w * factor + x) * c + k] = src[((y / factor) * w + x / factor) * c + k];
+  return out;
+}
+
+std::string format_parameters(const std::string& prompt, const std::string& negative_prompt,
+                              const GenerateRequest& req, const std::string& model_name) {
+  std::ostringstream s;
+  s << prompt << "\n";
+  if (!negative_prompt.empty()) s << "Negative prompt: " << negative_prompt << "\n";
+  s << "Steps: " << req.steps << ", Sampler: " << req.sampler << ", CFG scale: " << req.cfg_scale
+    << ", Seed: " << req.seed << ", Size: " << req.width << "x" << req.height << ", Model: " << model_name;
+  if (req.timestep_spacing) s << ", Schedule type: " << *req.timestep_spacing;
+  return s.str();
+}
+
+}  // namespace fewstep

@@ -1,0 +1,121 @@
+// fewstep text-to-image pipeline: prompt -> tokenizer -> text encoder ->
+// CFG-batched denoiser -> sampler -> (VAE) -> 8-bit RGB.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "pipeline/tokenizer.h"
+#include "samplers/sample.h"
+#include "unet/model.h"
+#include "unet/package.h"
+#include "unet/torchscript.h"
+
+namespace fewstep {
+
+/// Where and how the model runs.
+struct RuntimeOptions {
+  std::string device = "cpu";      ///< cpu | cuda | cuda:N
+  std::string dtype = "fp32";      ///< fp32 | fp16 | bf16 (CUDA) | fp64 (analytic models only)
+  int threads = 0;                 ///< LibTorch intra-op threads; 0 = all cores
+  std::string attention = "fused";  ///< fused | native
+};
+
+/// Prompt embeddings, computed once and reused for every seed.
+struct Conditioning {
+  at::Tensor cond, uncond;  ///< [1, L, D] on the model device and dtype; undefined for unconditional models
+};
+
+/// One image's request. `steps`, `cfg_scale` etc. are already resolved
+/// against the manifest defaults.
+struct GenerateRequest {
+  std::string sampler;
+  int64_t steps = 20;
+  double cfg_scale = 7.5;
+  uint64_t seed = 0;
+  int64_t width = 0, height = 0;  ///< pixels
+  std::optional<std::string> timestep_spacing;
+  SamplerOptions sampler_options;  ///< as given by the user (validated by check())
+  std::optional<PicardOptions> picard;
+  at::Tensor init_noise;  ///< optional unit-variance noise [1, C, h, w] float32 (else drawn from `seed`)
+  StepCallback on_step;
+};
+
+/// Timings in milliseconds and model-call counts, as `--stats-json` writes them.
+struct GenerateStats {
+  double encode_ms = 0, sampling_ms = 0, decode_ms = 0, total_ms = 0;
+  int64_t nfe = 0, unet_calls = 0, unet_rows = 0, picard_rounds = 0;
+};
+
+struct GenerateResult {
+  at::Tensor latents;  ///< final sample before decoding, [1, C, h, w] float32 (float64 for fp64) on CPU
+  at::Tensor image;    ///< [H, W, 3] uint8 on CPU
+  GenerateStats stats;
+};
+
+/// Loaded model and runtime. Thread-compatible, not thread-safe.
+class Pipeline {
+ public:
+  /// model: a package folder, or `analytic:gaussian[:opts]` / `analytic:gmm[:opts]`.
+  /// Throws ModelError / std::runtime_error with a one-line message.
+  static std::unique_ptr<Pipeline> load(const std::string& model, const RuntimeOptions& rt);
+  virtual ~Pipeline() = default;
+
+  const ModelManifest& manifest() const { return manifest_; }
+  double load_ms() const { return load_ms_; }
+  bool conditional() const { return text_encoder_ != nullptr; }
+  /// Model-space sample shape [1, C, h, w] for a pixel size. Throws
+  /// std::invalid_argument naming --width/--height when it does not fit.
+  std::vector<int64_t> sample_shape(int64_t width, int64_t height) const;
+  /// Validates a request before any work: sampler name, options, steps,
+  /// cfg_scale, size and memory estimate. Throws std::invalid_argument with
+  /// a one-line message naming the flag.
+  void check(const GenerateRequest& req) const;
+  /// Encodes prompt and negative prompt (CLIP tokenizer, padded to the
+  /// context length; truncation warns). Empty prompts are valid.
+  Conditioning encode(const std::string& prompt, const std::string& negative_prompt);
+  /// Runs one image: noise, sampler with CFG (cond and uncond in one batched
+  /// UNet call; skipped at cfg_scale 1), decode, 8-bit RGB.
+  GenerateResult generate(const Conditioning& cond, const GenerateRequest& req);
+  /// Parameter counts per module, for `fewstep info`.
+  int64_t unet_parameters() const { return model_->parameter_count(); }
+  int64_t text_encoder_parameters() const { return text_encoder_ ? text_encoder_->parameter_count() : 0; }
+  int64_t vae_parameters() const { return vae_ ? vae_->parameter_count() : 0; }
+  at::Device device() const { return device_; }
+  at::ScalarType model_dtype() const { return model_dtype_; }
+  /// The dtype of the sampler's math: float64 for --dtype fp64, else float32.
+  at::ScalarType sampler_dtype() const { return sampler_dtype_; }
+
+ private:
+  Pipeline() = default;
+  ModelManifest manifest_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<TextEncoder> text_encoder_;
+  std::unique_ptr<VaeDecoder> vae_;
+  std::optional<Tokenizer> tokenizer_;
+  at::Device device_ = at::kCPU;
+  at::ScalarType model_dtype_ = at::kFloat, sampler_dtype_ = at::kFloat;
+  double load_ms_ = 0;
+};
+
+/// Parses --dtype names (fp32/float32, fp16/float16/half, bf16/bfloat16, fp64/float64).
+/// Throws std::invalid_argument.
+at::ScalarType parse_dtype(const std::string& name);
+
+/// Converts an image batch in [-1, 1], [1, C, H, W], to [H, W, 3] uint8 (C = 1 is replicated).
+at::Tensor to_rgb8(const at::Tensor& image);
+
+/// Enlarges an [H, W, C] uint8 image by an integer factor: nearest neighbour,
+/// or stb's smooth resampler when `smooth`.
+at::Tensor upscale_image(const at::Tensor& rgb, int64_t factor, bool smooth);
+
+/// The A1111-style `parameters` text: prompt, "Negative prompt: ..." (when
+/// non-empty), then "Steps: N, Sampler: S, CFG scale: F, Seed: N, Size: WxH, Model: M".
+std::string format_parameters(const std::string& prompt, const std::string& negative_prompt,
+                              const GenerateRequest& req, const std::string& model_name);
+
+}  // namespace fewstep

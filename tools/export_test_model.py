@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""Export tiny randomly initialised fewstep model packages for tests.
+
+Writes, under OUT_DIR:
+  tiny-blocks/   pixel model, 3x16x16, block-wise UNet contract
+  tiny-mono/     the same weights, monolithic contract
+  tiny-latent/   latent model (4x8x8 latents, VAE decoder x2 -> 16x16 RGB), monolithic
+  tiny-uncond/   unconditional pixel model (text_encoder null), monolithic
+
+The UNet follows the LDM layout (Rombach et al. 2022, Sec. 3.3 and App. G):
+time embedding, input blocks of ResNet + transformer blocks (self- and
+cross-attention), a middle block, output blocks fed by a skip stack, and an
+output head. Attention calls torch's scaled_dot_product_attention so that the
+runtime's rewrite pass can route it to fewstep's fused op.
+
+The tokenizer is CLIP's byte-level format with no merges (the 256 byte
+symbols, the same with </w>, then <|startoftext|> and <|endoftext|>), so the
+package needs no external data.
+
+Usage: export_test_model.py OUT_DIR
+"""
+import json
+import math
+import os
+import shutil
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def bytes_to_unicode():
+    """CLIP's reversible byte -> printable unicode table (Radford et al. 2021)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of float timesteps [B] -> [B, dim] (Vaswani et al. 2017)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None, :].to(t.device)
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+class TimeEmbed(nn.Module):
+    def __init__(self, ch: int, emb: int):
+        super().__init__()
+        self.ch = ch
+        self.lin1 = nn.Linear(ch, emb)
+        self.lin2 = nn.Linear(emb, emb)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.lin2(F.silu(self.lin1(timestep_embedding(t, self.ch).to(self.lin1.weight.dtype))))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, emb: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(4, cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.emb = nn.Linear(emb, cout)
+        self.norm2 = nn.GroupNorm(4, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(F.silu(self.norm1(h)))
+        x = x + self.emb(F.silu(emb))[:, :, None, None]
+        x = self.conv2(F.silu(self.norm2(x)))
+        return self.skip(h) + x
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The single attention entry point: [B, H, S, d] each -> [B, H, Sq, d]."""
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, ctx_dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.k = nn.Linear(ctx_dim, dim, bias=False)
+        self.v = nn.Linear(ctx_dim, dim, bias=False)
+        self.o = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        h = self.heads
+        q = self.q(x).view(b, n, h, c // h).transpose(1, 2)
+        k = self.k(ctx).view(b, ctx.shape[1], h, c // h).transpose(1, 2)
+        v = self.v(ctx).view(b, ctx.shape[1], h, c // h).transpose(1, 2)
+        out = attention(q, k, v).transpose(1, 2).reshape(b, n, c)
+        return self.o(out)
+
+
+class Transformer(nn.Module):
+    """Spatial transformer: self-attention, cross-attention to ctx, feed-forward."""
+
+    def __init__(self, dim: int, ctx_dim: int, heads: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(4, dim)
+        self.ln1 = nn.LayerNorm(dim)
+        self.attn1 = Attention(dim, dim, heads)
+        self.ln2 = nn.LayerNorm(dim)
+        self.attn2 = Attention(dim, ctx_dim, heads) if ctx_dim > 0 else None
+        self.ln3 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, h: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        b, c, hh, ww = h.shape
+        x = self.norm(h).flatten(2).transpose(1, 2)
+        y = self.ln1(x)
+        x = x + self.attn1(y, y)
+        if self.attn2 is not None:
+            x = x + self.attn2(self.ln2(x), ctx)
+        x = x + self.ff(self.ln3(x))
+        return h + x.transpose(1, 2).reshape(b, c, hh, ww)
+
+
+class ConvIn(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        return self.conv(h)
+
+
+class Down(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        return self.conv(h)
+
+
+class ResAttn(nn.Module):
+    """ResBlock, optionally followed by an upsample."""
+
+    def __init__(self, cin: int, cout: int, emb: int, ctx_dim: int, heads: int, up: bool):
+        super().__init__()
+        self.res = ResBlock(cin, cout, emb)
+        self.tf = Transformer(cout, ctx_dim, heads)
+        self.up = nn.Conv2d(cout, cout, 3, padding=1) if up else None
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        h = self.tf(self.res(h, emb), ctx)
+        if self.up is not None:
+            h = self.up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return h
+
+
+class Middle(nn.Module):
+    def __init__(self, ch: int, emb: int, ctx_dim: int, heads: int):
+        super().__init__()
+        self.res1 = ResBlock(ch, ch, emb)
+        self.tf = Transformer(ch, ctx_dim, heads)
+        self.res2 = ResBlock(ch, ch, emb)
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        return self.res2(self.tf(self.res1(h, emb), ctx), emb)
+
+
+class Out(nn.Module):
+    def __init__(self, ch: int, cout: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(4, ch)
+        self.conv = nn.Conv2d(ch, cout, 3, padding=1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.silu(self.norm(h)))
+
+
+class TinyUNet(nn.Module):
+    """Block-wise UNet; forward() runs the same blocks (the monolithic contract)."""
+
+    def __init__(self, cin: int, ctx_dim: int, ch: int = 16, heads: int = 2):
+        super().__init__()
+        emb = 4 * ch
+        self.conditional = ctx_dim > 0
+        self.time_embed = TimeEmbed(ch, emb)
+        self.input_blocks = nn.ModuleList([
+            ConvIn(cin, ch),                                   # skip: ch @ full
+            ResAttn(ch, ch, emb, ctx_dim, heads, False),       # skip: ch @ full
+            Down(ch),                                          # skip: ch @ half
+            ResAttn(ch, 2 * ch, emb, ctx_dim, heads, False),   # skip: 2ch @ half
+        ])
+        self.middle_block = Middle(2 * ch, emb, ctx_dim, heads)
+        self.output_blocks = nn.ModuleList([
+            ResAttn(4 * ch, 2 * ch, emb, ctx_dim, heads, False),   # + 2ch skip
+            ResAttn(3 * ch, 2 * ch, emb, ctx_dim, heads, True),    # + ch skip, up
+            ResAttn(3 * ch, ch, emb, ctx_dim, heads, False),       # + ch skip
+            ResAttn(2 * ch, ch, emb, ctx_dim, heads, False),       # + ch skip
+        ])
+        self.out = Out(ch, cin)
+
+    def run(self, sample: torch.Tensor, timestep: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        emb = self.time_embed(timestep)
+        h = sample
+        skips = []
+        for blk in self.input_blocks:
+            h = blk(h, emb, ctx)
+            skips.append(h)
+        h = self.middle_block(h, emb, ctx)
+        for blk in self.output_blocks:
+            h = blk(torch.cat([h, skips.pop()], dim=1), emb, ctx)
+        return self.out(h)
+
+
+class CondUNet(TinyUNet):
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor,
+                encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.run(sample, timestep, encoder_hidden_states)
+
+
+class UncondUNet(TinyUNet):
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        return self.run(sample, timestep, torch.empty(0))
+
+
+class TinyTextEncoder(nn.Module):
+    """Token + position embedding and one pre-norm transformer layer: [B, L] int64 -> [B, L, D]."""
+
+    def __init__(self, vocab: int, length: int, dim: int, heads: int = 2):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.randn(length, dim) * 0.02)
+        self.layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0,
+                                                batch_first=True, norm_first=True)
+        self.ln = nn.LayerNorm(dim)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        x = self.tok(input_ids) + self.pos[: input_ids.shape[1]]
+        return self.ln(self.layer(x))
+
+
+class TinyVAEDecoder(nn.Module):
+    """latents [B, 4, h, w] -> image [B, 3, 2h, 2w] in [-1, 1]."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv_in = nn.Conv2d(4, 16, 3, padding=1)
+        self.conv_out = nn.Conv2d(16, 3, 3, padding=1)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        h = F.silu(self.conv_in(latents))
+        h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+        return torch.tanh(self.conv_out(h))
+
+
+def write_tokenizer(folder: str) -> int:
+    os.makedirs(folder, exist_ok=True)
+    symbols = list(bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump({tok: i for i, tok in enumerate(vocab)}, f, ensure_ascii=False)
+    with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n")
+    return len(vocab)
+
+
+SCHEDULER = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "prediction_type": "epsilon",
+    "timestep_spacing": "leading",
+    "steps_offset": 1,
+}
+
+
+def manifest(name, kind, size, cin, form, text, vae, scale):
+    return {
+        "format_version": 1,
+        "name": name,
+        "kind": kind,
+        "sample_size": size,
+        "in_channels": cin,
+        "vae_scale_factor": scale,
+        "scheduler": SCHEDULER,
+        "unet": {"file": "unet.pt", "form": form, "downsample_factor": 2},
+        "text_encoder": {"file": "text_encoder.pt", "context_length": 16, "hidden_size": 32} if text else None,
+        "tokenizer": {"vocab": "tokenizer/vocab.json", "merges": "tokenizer/merges.txt"} if text else None,
+        "vae_decoder": {"file": "vae_decoder.pt", "scaling_factor": 0.5} if vae else None,
+        "defaults": {"sampler": "ddim", "steps": 4, "cfg_scale": 3.0,
+                     "width": size[1] * scale, "height": size[0] * scale},
+        "license": "MIT (random weights, for tests)",
+        "attribution": "fewstep test fixture",
+    }
+
+
+def save_package(folder, man, unet, text=None, vae=None):
+    os.makedirs(folder, exist_ok=True)
+    unet.save(os.path.join(folder, "unet.pt"))
+    if text is not None:
+        text.save(os.path.join(folder, "text_encoder.pt"))
+        write_tokenizer(os.path.join(folder, "tokenizer"))
+    if vae is not None:
+        vae.save(os.path.join(folder, "vae_decoder.pt"))
+    tmp = os.path.join(folder, "model.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(man, f, indent=2)
+    os.replace(tmp, os.path.join(folder, "model.json"))
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    out = sys.argv[1]
+    torch.manual_seed(0)
+    vocab = 514
+    text = torch.jit.script(TinyTextEncoder(vocab, 16, 32).eval())
+    unet = torch.jit.script(CondUNet(3, 32).eval())
+    save_package(os.path.join(out, "tiny-blocks"),
+                 manifest("tiny-blocks", "pixel", [16, 16], 3, "blocks", True, False, 1), unet, text)
+    save_package(os.path.join(out, "tiny-mono"),
+                 manifest("tiny-mono", "pixel", [16, 16], 3, "monolithic", True, False, 1), unet, text)
+    latent_unet = torch.jit.script(CondUNet(4, 32).eval())
+    vae = torch.jit.script(TinyVAEDecoder().eval())
+    save_package(os.path.join(out, "tiny-latent"),
+                 manifest("tiny-latent", "latent", [8, 8], 4, "monolithic", True, True, 2),
+                 latent_unet, text, vae)
+    uncond = torch.jit.script(UncondUNet(3, 0).eval())
+    save_package(os.path.join(out, "tiny-uncond"),
+                 manifest("tiny-uncond", "pixel", [16, 16], 3, "monolithic", False, False, 1), uncond)
+    with open(os.path.join(out, "stamp"), "w") as f:
+        f.write("ok\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+// TorchScript wrappers (see torchscript.h).
+#include "unet/torchscript.h"
+
+#include <ATen/record_function.h>
+
+#include <filesystem>
+
+namespace fewstep {
+namespace {
+
+std::string base(const std::string& file) { return std::filesystem::path(file).filename().string(); }
+
+at::Tensor as_tensor(const c10::IValue& v, const std::string& file) {
+  if (v.isTensor()) return v.toTensor();
+  if (v.isTuple() && !v.toTupleRef().elements().empty() && v.toTupleRef().elements()[0].isTensor())
+    return v.toTupleRef().elements()[0].toTensor();
+  throw ModelError(file + ": forward must return a tensor");
+}
+
+torch::jit::Module submodule(const torch::jit::Module& m, const std::string& name, const std::string& file) {
+  if (!m.hasattr(name) || !m.attr(name).isModule())
+    throw ModelError(file + ": field 'unet.form' is \"blocks\" but the module has no submodule '" + name + "'");
+  return m.attr(name).toModule();
+}
+
+std::vector<torch::jit::Module> module_list(const torch::jit::Module& m, const std::string& name,
+                                            const std::string& file) {
+  std::vector<torch::jit::Module> out;
+  for (const auto& child : submodule(m, name, file).children()) out.push_back(child);
+  if (out.empty()) throw ModelError(file + ": submodule '" + name + "' is empty");
+  return out;
+}
+
+std::string shape_str(at::IntArrayRef s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+}  // namespace
+
+std::string first_line(const std::exception& e) {
+  const auto* ce = dynamic_cast<const c10::Error*>(&e);
+  std::string msg = ce ? ce->what_without_backtrace() : e.what();
+  auto nl = msg.find('\n');
+  return nl == std::string::npos ? msg : msg.substr(0, nl);
+}
+
+torch::jit::Module load_torchscript(const std::string& file) {
+  try {
+    return torch::jit::load(file, at::kCPU);
+  } catch (const std::exception& e) {
+    throw ModelError(file + ": not a loadable TorchScript file (" + first_line(e) + ")");
+  }
+}
+
+int64_t count_parameters(const torch::jit::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+TorchScriptUnet::TorchScriptUnet(const UnetSpec& spec, bool conditional, const ModulePass& pass)
+    : file_(spec.file), form_(spec.form), conditional_(conditional), module_(load_torchscript(spec.file)) {
+  module_.eval();
+  if (pass) pass(module_);
+  if (form_ == "blocks") {
+    time_embed_ = submodule(module_, "time_embed", file_);
+    input_blocks_ = module_list(module_, "input_blocks", file_);
+    middle_block_ = submodule(module_, "middle_block", file_);
+    output_blocks_ = module_list(module_, "output_blocks", file_);
+    out_ = submodule(module_, "out", file_);
+    if (input_blocks_.size() != output_blocks_.size())
+      throw ModelError(file_ + ": input_blocks has " + std::to_string(input_blocks_.size()) +
+                       " blocks but output_blocks has " + std::to_string(output_blocks_.size()));
+  } else if (!module_.find_method("forward")) {
+    throw ModelError(file_ + ": no forward method");
+  }
+}
+
+int64_t TorchScriptUnet::parameter_count() const { return count_parameters(module_); }
+
+void TorchScriptUnet::to(at::Device device, at::ScalarType dtype) { module_.to(device, dtype); }
+
+at::Tensor TorchScriptUnet::forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context) {
+  at::Tensor out;
+  try {
+    out = form_ == "blocks" ? forward_blocks(sample, timestep, context)
+                            : forward_monolithic(sample, timestep, context);
+  } catch (const ModelError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw ModelError(base(file_) + ": forward failed for sample " + shape_str(sample.sizes()) + ": " + first_line(e));
+  }
+  if (out.sizes() != sample.sizes())
+    throw ModelError(base(file_) + ": output shape " + shape_str(out.sizes()) + " does not match sample " +
+                     shape_str(sample.sizes()) + " (check in_channels)");
+  return out;
+}
+
+at::Tensor TorchScriptUnet::forward_monolithic(const at::Tensor& sample, const at::Tensor& timestep,
+                                               const at::Tensor& context) {
+  RECORD_USER_SCOPE("unet");
+  std::vector<c10::IValue> args{sample, timestep};
+  if (conditional_) args.emplace_back(context);
+  return as_tensor(module_.forward(args), file_);
+}
+
+at::Tensor TorchScriptUnet::forward_blocks(const at::Tensor& sample, const at::Tensor& timestep,
+                                           const at::Tensor& context) {
+  // LDM UNet order: emb = time_embed(t); input blocks push skips; middle; output
+  // blocks pop them (concatenated on channels); out head.
+  const at::Tensor ctx = context.defined() ? context : at::empty({0}, sample.options());
+  at::Tensor emb;
+  {
+    RECORD_USER_SCOPE("unet.time_embed");
+    emb = as_tensor(time_embed_.forward({timestep}), file_);
+  }
+  at::Tensor h = sample;
+  std::vector<at::Tensor> skips;
+  skips.reserve(input_blocks_.size());
+  for (size_t i = 0; i < input_blocks_.size(); ++i) {
+    RECORD_USER_SCOPE("unet.input_blocks." + std::to_string(i));
+    h = as_tensor(input_blocks_[i].forward({h, emb, ctx}), file_);
+    skips.push_back(h);
+  }
+  {
+    RECORD_USER_SCOPE("unet.middle_block");
+    h = as_tensor(middle_block_.forward({h, emb, ctx}), file_);
+  }
+  for (size_t j = 0; j < output_blocks_.size(); ++j) {
+    RECORD_USER_SCOPE("unet.output_blocks." + std::to_string(j));
+    at::Tensor skip = std::move(skips.back());
+    skips.pop_back();
+    h = as_tensor(output_blocks_[j].forward({at::cat({h, skip}, 1), emb, ctx}), file_);
+  }
+  RECORD_USER_SCOPE("unet.out");
+  return as_tensor(out_.forward({h}), file_);
+}
+
+TextEncoder::TextEncoder(const TextEncoderSpec& spec, const ModulePass& pass)
+    : spec_(spec), module_(load_torchscript(spec.file)) {
+  module_.eval();
+  if (pass) pass(module_);
+}
+
+at::Tensor TextEncoder::encode(const at::Tensor& ids) {
+  RECORD_USER_SCOPE("text_encoder");
+  at::Tensor out;
+  try {
+    out = as_tensor(module_.forward({ids}), spec_.file);
+  } catch (const ModelError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw ModelError(base(spec_.file) + ": forward failed for input_ids " + shape_str(ids.sizes()) + ": " +
+                     first_line(e));
+  }
+  if (out.dim() != 3 || out.size(0) != ids.size(0) || out.size(1) != ids.size(1) ||
+      out.size(2) != spec_.hidden_size)
+    throw ModelError(base(spec_.file) + ": output " + shape_str(out.sizes()) +
+                     " does not match field 'text_encoder.hidden_size' = " + std::to_string(spec_.hidden_size));
+  return out;
+}
+
+int64_t TextEncoder::parameter_count() const { return count_parameters(module_); }
+void TextEncoder::to(at::Device device, at::ScalarType dtype) { module_.to(device, dtype); }
+
+VaeDecoder::VaeDecoder(const VaeSpec& spec) : spec_(spec), module_(load_torchscript(spec.file)) { module_.eval(); }
+
+at::Tensor VaeDecoder::decode(const at::Tensor& latents) {
+  RECORD_USER_SCOPE("vae_decoder");
+  at::Tensor img;
+  try {
+    img = as_tensor(module_.forward({latents / spec_.scaling_factor}), spec_.file);
+  } catch (const ModelError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw ModelError(base(spec_.file) + ": forward failed for latents " + shape_str(latents.sizes()) + ": " +
+                     first_line(e));
+  }
+  if (img.dim() != 4 || img.size(0) != latents.size(0) || (img.size(1) != 3 && img.size(1) != 1))
+    throw ModelError(base(spec_.file) + ": output " + shape_str(img.sizes()) + " is not an image batch [B, 3, H, W]");
+  return img;
+}
+
+int64_t VaeDecoder::parameter_count() const { return count_parameters(module_); }
+void VaeDecoder::to(at::Device device, at::ScalarType dtype) { module_.to(device, dtype); }
+
+}  // namespace fewstep

@@ -1,0 +1,84 @@
+// TorchScript wrappers for a package's UNet, text encoder and VAE decoder.
+#pragma once
+
+#include <torch/script.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "unet/model.h"
+#include "unet/package.h"
+
+namespace fewstep {
+
+/// Transforms a loaded module in place (e.g. the fused-attention rewrite).
+using ModulePass = std::function<void(torch::jit::Module&)>;
+
+/// Loads a TorchScript file onto the CPU. Throws ModelError
+/// ("<file>: not a loadable TorchScript file (...)") instead of c10::Error.
+torch::jit::Module load_torchscript(const std::string& file);
+
+/// First line of an exception's message, without LibTorch's backtrace.
+std::string first_line(const std::exception& e);
+
+/// A TorchScript UNet in either contract of the manifest (`unet.form`):
+///  - monolithic: forward(sample [B,C,H,W], timestep [B], encoder_hidden_states [B,L,D]) -> [B,C,H,W]
+///    (or forward(sample, timestep) for unconditional models);
+///  - blocks: submodules time_embed, input_blocks, middle_block, output_blocks and out,
+///    run as in the LDM UNet (Rombach et al. 2022, App. G) with a skip stack, each block
+///    inside a profiler range `unet.input_blocks.i`, `unet.middle_block`, `unet.output_blocks.i`.
+/// Throws ModelError on a missing submodule, a failing forward or a wrong output shape.
+class TorchScriptUnet : public Model {
+ public:
+  TorchScriptUnet(const UnetSpec& spec, bool conditional, const ModulePass& pass);
+  at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context) override;
+  int64_t parameter_count() const override;
+  void to(at::Device device, at::ScalarType dtype) override;
+  const std::string& form() const { return form_; }
+
+ private:
+  at::Tensor forward_monolithic(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context);
+  at::Tensor forward_blocks(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context);
+
+  std::string file_, form_;
+  bool conditional_;
+  torch::jit::Module module_;
+  torch::jit::Module time_embed_, middle_block_, out_;
+  std::vector<torch::jit::Module> input_blocks_, output_blocks_;
+};
+
+/// Text encoder: forward(input_ids [B, L] int64) -> encoder_hidden_states [B, L, D]
+/// (a tuple's first element is taken, as CLIPTextModel returns one).
+class TextEncoder {
+ public:
+  TextEncoder(const TextEncoderSpec& spec, const ModulePass& pass);
+  /// ids: [B, L] int64 on any device. Returns [B, L, D] float on the module's device.
+  /// Throws ModelError if the output is not [B, L, hidden_size].
+  at::Tensor encode(const at::Tensor& ids);
+  int64_t parameter_count() const;
+  void to(at::Device device, at::ScalarType dtype);
+
+ private:
+  TextEncoderSpec spec_;
+  torch::jit::Module module_;
+};
+
+/// VAE decoder: decode(latents [B, C, h, w]) -> image [B, 3, H, W] in [-1, 1];
+/// latents are divided by `scaling_factor` first (Rombach et al. 2022, Sec. 3.1).
+class VaeDecoder {
+ public:
+  explicit VaeDecoder(const VaeSpec& spec);
+  at::Tensor decode(const at::Tensor& latents);
+  int64_t parameter_count() const;
+  void to(at::Device device, at::ScalarType dtype);
+
+ private:
+  VaeSpec spec_;
+  torch::jit::Module module_;
+};
+
+/// Sum of the numel of a module's parameters (recursively).
+int64_t count_parameters(const torch::jit::Module& m);
+
+}  // namespace fewstep
