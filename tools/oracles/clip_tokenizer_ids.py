@@ -65,22 +65,10 @@ PROMPTS = [
 ]
 
 
-def bytes_to_unicode() -> dict[int, str]:
-    """CLIP/GPT-2 byte table: printable bytes map to themselves, others to 256+n."""
-    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-          + list(range(ord("®"), ord("ÿ") + 1)))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
-
-
 def write_hf_files(gz_path: str, folder: str) -> tuple[str, str]:
     """Writes vocab.json and merges.txt for CLIP's vocabulary into `folder`."""
+    # GPT-2's byte table, which CLIP reuses; taken from transformers, not rewritten here.
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
     lines = gzip.open(gz_path).read().decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1:49152 - 256 - 2 + 1]]
     vocab = list(bytes_to_unicode().values())
