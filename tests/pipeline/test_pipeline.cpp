@@ -1,0 +1,167 @@
+// End-to-end pipeline runs on the tiny random packages.
+#include <gtest/gtest.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <filesystem>
+
+#include "pipeline/image_io.h"
+#include "pipeline/pipeline.h"
+
+namespace fs = std::filesystem;
+using namespace fewstep;
+
+namespace {
+
+std::string model(const std::string& name) { return (fs::path(FEWSTEP_TEST_MODELS) / name).string(); }
+
+GenerateRequest request(const Pipeline& p, uint64_t seed) {
+  GenerateRequest r;
+  r.sampler = "ddim";
+  r.steps = 4;
+  r.cfg_scale = 3.0;
+  r.seed = seed;
+  r.width = p.manifest().defaults.width;
+  r.height = p.manifest().defaults.height;
+  return r;
+}
+
+TEST(Pipeline, SameSeedIsBitIdenticalAndSeedsDiffer) {
+  auto p = Pipeline::load(model("tiny-blocks"), RuntimeOptions{});
+  Conditioning c = p->encode("red apple", "");
+  GenerateResult a = p->generate(c, request(*p, 7)), b = p->generate(c, request(*p, 7));
+  EXPECT_TRUE(at::equal(a.latents, b.latents));
+  EXPECT_TRUE(at::equal(a.image, b.image));
+  auto png_a = encode_png(a.image, "parameters", "x"), png_b = encode_png(b.image, "parameters", "x");
+  EXPECT_EQ(png_a, png_b);
+  GenerateResult other = p->generate(c, request(*p, 8));
+  EXPECT_FALSE(at::equal(a.latents, other.latents));
+  EXPECT_EQ(a.image.sizes(), (std::vector<int64_t>{16, 16, 3}));
+  EXPECT_TRUE(at::isfinite(a.latents).all().item<bool>());
+}
+
+TEST(Pipeline, CfgBatchesCondAndUncondInOneCall) {
+  auto p = Pipeline::load(model("tiny-mono"), RuntimeOptions{});
+  Conditioning c = p->encode("dog face", "blurry");
+  GenerateRequest r = request(*p, 1);
+  GenerateResult g = p->generate(c, r);
+  // DDIM: one denoiser evaluation per step, each one UNet call on 2 rows.
+  EXPECT_EQ(g.stats.nfe, 4);
+  EXPECT_EQ(g.stats.unet_calls, 4);
+  EXPECT_EQ(g.stats.unet_rows, 8);
+  r.cfg_scale = 1.0;
+  GenerateResult g1 = p->generate(c, r);
+  EXPECT_EQ(g1.stats.unet_calls, 4);
+  EXPECT_EQ(g1.stats.unet_rows, 4);  // uncond pass skipped
+}
+
+TEST(Pipeline, CfgScaleOneEqualsConditionalOnly) {
+  // With scale 1 the guided output uncond + 1·(cond − uncond) equals cond, so the
+  // result must not depend on the negative prompt.
+  auto p = Pipeline::load(model("tiny-mono"), RuntimeOptions{});
+  GenerateRequest r = request(*p, 3);
+  r.cfg_scale = 1.0;
+  GenerateResult a = p->generate(p->encode("cat", "x"), r), b = p->generate(p->encode("cat", "something else"), r);
+  EXPECT_TRUE(at::equal(a.latents, b.latents));
+  r.cfg_scale = 4.0;
+  GenerateResult c = p->generate(p->encode("cat", "x"), r), d = p->generate(p->encode("cat", "something else"), r);
+  EXPECT_FALSE(at::equal(c.latents, d.latents));
+}
+
+TEST(Pipeline, BlockwiseAndMonolithicGiveTheSameImage) {
+  auto pb = Pipeline::load(model("tiny-blocks"), RuntimeOptions{});
+  auto pm = Pipeline::load(model("tiny-mono"), RuntimeOptions{});
+  GenerateResult a = pb->generate(pb->encode("red apple", ""), request(*pb, 5));
+  GenerateResult b = pm->generate(pm->encode("red apple", ""), request(*pm, 5));
+  EXPECT_LE((a.latents - b.latents).abs().max().item<float>(), 1e-4f);
+}
+
+TEST(Pipeline, LatentModelDecodesThroughVae) {
+  auto p = Pipeline::load(model("tiny-latent"), RuntimeOptions{});
+  GenerateRequest r = request(*p, 2);
+  EXPECT_EQ(p->sample_shape(r.width, r.height), (std::vector<int64_t>{1, 4, 8, 8}));
+  GenerateResult g = p->generate(p->encode("x", ""), r);
+  EXPECT_EQ(g.latents.sizes(), (std::vector<int64_t>{1, 4, 8, 8}));
+  EXPECT_EQ(g.image.sizes(), (std::vector<int64_t>{16, 16, 3}));
+}
+
+TEST(Pipeline, UnconditionalModelIgnoresPrompt) {
+  auto p = Pipeline::load(model("tiny-uncond"), RuntimeOptions{});
+  EXPECT_FALSE(p->conditional());
+  GenerateResult g = p->generate(p->encode("ignored", ""), request(*p, 2));
+  EXPECT_EQ(g.stats.unet_rows, 4);
+}
+
+TEST(Pipeline, InitNoiseReplacesTheSeed) {
+  auto p = Pipeline::load(model("tiny-mono"), RuntimeOptions{});
+  GenerateRequest r = request(*p, 11);
+  Conditioning c = p->encode("a", "");
+  GenerateResult seeded = p->generate(c, r);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(11);
+  r.init_noise = at::randn({1, 3, 16, 16}, gen, at::TensorOptions().dtype(at::kFloat));
+  r.seed = 999;  // ignored for the initial noise when init_noise is given (DDIM eta 0 draws no more)
+  GenerateResult given = p->generate(c, r);
+  EXPECT_TRUE(at::equal(seeded.latents, given.latents));
+}
+
+TEST(Pipeline, BadRequestsNameTheFlag) {
+  auto p = Pipeline::load(model("tiny-mono"), RuntimeOptions{});
+  auto msg = [&](GenerateRequest r) -> std::string {
+    try {
+      p->check(r);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
+  GenerateRequest r = request(*p, 0);
+  EXPECT_EQ(msg(r), "");
+  r.steps = 0;
+  EXPECT_NE(msg(r).find("--steps"), std::string::npos);
+  r = request(*p, 0);
+  r.cfg_scale = -1;
+  EXPECT_NE(msg(r).find("--cfg-scale"), std::string::npos);
+  r.cfg_scale = std::nan("");
+  EXPECT_NE(msg(r).find("--cfg-scale"), std::string::npos);
+  r = request(*p, 0);
+  r.width = 15;
+  EXPECT_NE(msg(r).find("--width"), std::string::npos);
+  r = request(*p, 0);
+  r.height = 1 << 20;
+  r.width = 1 << 20;
+  EXPECT_NE(msg(r).find("memory"), std::string::npos);
+  r = request(*p, 0);
+  r.sampler = "no_such_sampler";
+  EXPECT_NE(msg(r).find("ddim"), std::string::npos);  // lists the valid names
+}
+
+TEST(Pipeline, ParametersTextFollowsTheFrontEndFormat) {
+  GenerateRequest r;
+  r.sampler = "euler";
+  r.steps = 8;
+  r.cfg_scale = 5;
+  r.seed = 42;
+  r.width = 32;
+  r.height = 32;
+  EXPECT_EQ(format_parameters("red apple", "", r, "emoji"),
+            "red apple\nSteps: 8, Sampler: euler, CFG scale: 5, Seed: 42, Size: 32x32, Model: emoji");
+  EXPECT_EQ(format_parameters("a", "b", r, "m").substr(0, 21), "a\nNegative prompt: b\n");
+}
+
+TEST(Image, Rgb8MapsMinusOneToZeroAndOneTo255) {
+  at::Tensor img = at::full({1, 3, 1, 2}, -1.0);
+  img.index_put_({0, at::indexing::Slice(), 0, 1}, 1.0);
+  at::Tensor u8 = to_rgb8(img);
+  EXPECT_EQ(u8[0][0][0].item<uint8_t>(), 0);
+  EXPECT_EQ(u8[0][1][2].item<uint8_t>(), 255);
+}
+
+TEST(Image, NearestUpscaleRepeatsPixels) {
+  at::Tensor img = at::arange(12, at::kByte).view({2, 2, 3});
+  at::Tensor up = upscale_image(img, 3, false);
+  EXPECT_EQ(up.sizes(), (std::vector<int64_t>{6, 6, 3}));
+  EXPECT_TRUE(at::equal(up[5][5], img[1][1]));
+  EXPECT_TRUE(at::equal(up[2][0], img[0][0]));
+}
+
+}  // namespace
