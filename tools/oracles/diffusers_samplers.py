@@ -1,0 +1,575 @@
+#!/usr/bin/env python3
+"""diffusers as a peer oracle for fewstep's samplers (issue 3, "Against a peer").
+
+Generates random scheduler configurations for every fewstep sampler that has
+a diffusers twin, runs diffusers' scheduler on them with a deterministic toy
+model (diffusers_harness.toy_model) in float64, and writes one JSON file that
+tests/samplers_peer reads to run fewstep on the same cases.
+
+Usage:
+  diffusers_samplers.py --out cases.json [--seed S] [--cases-per-sampler K]
+                        [--samplers ddim,euler,...] [--check-promotion]
+
+Exit status: 0 on success, 77 when torch or diffusers cannot be imported (the
+ctest fixture maps 77 to "skipped"), 1 on any other error.
+
+The case list is drawn from `random.Random(seed)` (default seed below) and
+printed, one line per case, so a failing case can be regenerated and read.
+
+Coordinates. fewstep's samplers run on x_t = alpha_t*x0 + sigma_t*eps
+(variance preserving). DDIM, DDPM, DPM-Solver, UniPC and LCM use the same x
+in diffusers. The Euler family (Euler, Euler ancestral, Heun) runs on
+x_t/alpha_t = x0 + s_t*eps with s = sigma/alpha, starting from
+noise*init_noise_sigma; the JSON stores x_init and x_final converted to the
+variance-preserving x (multiplied by alpha = 1/sqrt(1+s^2) at that point),
+and the factors in `x_scale`.
+"""
+import argparse
+import importlib
+import json
+import logging
+import math
+import random
+import sys
+import time
+
+try:
+    import torch
+    import diffusers  # noqa: F401  (presence check; the schedulers are imported below)
+except Exception as exc:  # pragma: no cover - depends on the environment
+    print(f"diffusers_samplers: skipping, cannot import torch/diffusers: {exc}")
+    sys.exit(77)
+
+import diffusers_harness as harness
+
+DEFAULT_SEED = 20261130
+SHAPE = [1, 2, 4, 4]
+
+MODULES = {
+    "DDIMScheduler": "scheduling_ddim",
+    "DDPMScheduler": "scheduling_ddpm",
+    "EulerDiscreteScheduler": "scheduling_euler_discrete",
+    "EulerAncestralDiscreteScheduler": "scheduling_euler_ancestral_discrete",
+    "HeunDiscreteScheduler": "scheduling_heun_discrete",
+    "DPMSolverMultistepScheduler": "scheduling_dpmsolver_multistep",
+    "DPMSolverSinglestepScheduler": "scheduling_dpmsolver_singlestep",
+    "UniPCMultistepScheduler": "scheduling_unipc_multistep",
+    "LCMScheduler": "scheduling_lcm",
+}
+EULER_FAMILY = {"EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler"}
+
+
+# --------------------------------------------------------------------------
+# Random configurations
+# --------------------------------------------------------------------------
+def _steps(rng, high=50):
+    """Steps in 1..high, weighted towards the few-step range."""
+    u = rng.random()
+    if u < 0.5:
+        return rng.randint(1, min(10, high))
+    if u < 0.85:
+        return rng.randint(min(11, high), min(30, high))
+    return rng.randint(min(31, high), high)
+
+
+def _training(rng, predictions, rescale_ok):
+    """Random training schedule: (diffusers kwargs, fewstep SchedulerConfig fields)."""
+    T = rng.choice([1000, 1000, 1000, 1000, 500, 1200])
+    kind = rng.choice(["linear", "scaled_linear", "squaredcos_cap_v2", "trained_betas"])
+    beta_start = round(rng.uniform(5e-5, 1.2e-3), 6)
+    beta_end = round(rng.uniform(0.008, 0.03), 5)
+    prediction = rng.choice(predictions)
+    d = {"num_train_timesteps": T, "beta_start": beta_start, "beta_end": beta_end,
+         "beta_schedule": "linear" if kind == "trained_betas" else kind,
+         "prediction_type": prediction}
+    if kind == "trained_betas":
+        power = round(rng.uniform(0.7, 2.5), 3)
+        d["trained_betas"] = [beta_start + (beta_end - beta_start) * (k / (T - 1)) ** power for k in range(T)]
+    # Zero terminal SNR goes with v-prediction (Lin et al. 2024, Sec. 3.2);
+    # with epsilon the first x0 would be undefined.
+    if rescale_ok and rng.random() < 0.15:
+        d["rescale_betas_zero_snr"] = True
+        d["prediction_type"] = "v_prediction"
+    f = {"num_train_timesteps": T, "beta_schedule": d["beta_schedule"], "beta_start": beta_start,
+         "beta_end": beta_end, "trained_betas": d.get("trained_betas", []),
+         "prediction_type": d["prediction_type"],
+         "rescale_betas_zero_snr": d.get("rescale_betas_zero_snr", False)}
+    return d, f
+
+
+def _spacing(rng, d, f, spacings=("leading", "trailing", "linspace")):
+    spacing = rng.choice(spacings)
+    offset = rng.choice([0, 0, 1]) if spacing == "leading" else rng.choice([0, 0, 0, 1])
+    d["timestep_spacing"] = spacing
+    d["steps_offset"] = offset
+    f["timestep_spacing"] = spacing
+    f["steps_offset"] = offset
+
+
+def _x0_limits(rng, d, f, allow_threshold=True, p_clip=0.25, p_threshold=0.15):
+    """clip_sample / dynamic thresholding (Imagen, Saharia et al. 2022, Sec. 2.3)."""
+    u = rng.random()
+    if "clip_sample" in _CLIP_OK[d["_cls"]]:
+        d["clip_sample"] = False  # diffusers' DDIM/DDPM default True; fewstep's false
+    if allow_threshold and u < p_threshold:
+        ratio = round(rng.uniform(0.9, 0.995), 3)
+        max_value = round(rng.uniform(1.0, 3.0), 2)
+        d.update(thresholding=True, dynamic_thresholding_ratio=ratio, sample_max_value=max_value)
+        f.update(thresholding=True, dynamic_thresholding_ratio=ratio, sample_max_value=max_value)
+    elif u < p_threshold + p_clip and "clip_sample" in _CLIP_OK[d["_cls"]]:
+        rng_value = rng.choice([1.0, 1.5, 2.0])
+        d.update(clip_sample=True, clip_sample_range=rng_value)
+        f.update(clip_sample=True, clip_sample_range=rng_value)
+
+
+_CLIP_OK = {
+    "DDIMScheduler": {"clip_sample"}, "DDPMScheduler": {"clip_sample"}, "LCMScheduler": {"clip_sample"},
+    "HeunDiscreteScheduler": {"clip_sample"}, "DPMSolverMultistepScheduler": set(),
+    "DPMSolverSinglestepScheduler": set(), "UniPCMultistepScheduler": set(),
+}
+
+
+def _sigma_spacing(rng, d, f, p_karras=0.3, p_exp=0.1, exponential=True):
+    u = rng.random()
+    if u < p_karras:
+        d["use_karras_sigmas"] = True
+        f["sigma_spacing"] = "karras"
+    elif exponential and u < p_karras + p_exp:
+        d["use_exponential_sigmas"] = True
+        f["sigma_spacing"] = "exponential"
+
+
+def _final_sigma(rng, d, f, p=0.3):
+    if rng.random() < p:
+        d["final_sigmas_type"] = "sigma_min"
+        f["final_sigmas_type"] = "sigma_min"
+
+
+def _bool(b):
+    return "true" if b else "false"
+
+
+def gen_ddim(rng):
+    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], True)
+    d["_cls"] = "DDIMScheduler"
+    # Weighted towards the spacings where diffusers' t - T//N visits the array.
+    _spacing(rng, d, f, ("leading", "leading", "trailing", "trailing", "linspace"))
+    _x0_limits(rng, d, f)
+    d["set_alpha_to_one"] = rng.random() < 0.8
+    if not d["set_alpha_to_one"]:
+        f["final_sigmas_type"] = "sigma_min"  # final point at t = 0 (alphas_cumprod[0])
+    eta = rng.choice([0.0, 0.0, 1.0, round(rng.uniform(0.05, 1.0), 3)])
+    return d, f, {"eta": repr(eta)}, {"eta": eta}
+
+
+def gen_ddpm(rng):
+    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], True)
+    d["_cls"] = "DDPMScheduler"
+    _spacing(rng, d, f)
+    _x0_limits(rng, d, f)
+    d["variance_type"] = "fixed_small"
+    return d, f, {}, {}
+
+
+def gen_euler(rng):
+    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], True)
+    d["_cls"] = "EulerDiscreteScheduler"
+    _spacing(rng, d, f)
+    _sigma_spacing(rng, d, f)
+    _final_sigma(rng, d, f, 0.2)
+    return d, f, {}, {}
+
+
+def gen_euler_ancestral(rng):
+    d, f = _training(rng, ["epsilon", "v_prediction"], True)  # diffusers: no "sample"
+    d["_cls"] = "EulerAncestralDiscreteScheduler"
+    _spacing(rng, d, f)
+    return d, f, {}, {}
+
+
+def gen_heun(rng):
+    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], False)  # no rescale option
+    d["_cls"] = "HeunDiscreteScheduler"
+    _spacing(rng, d, f)
+    _sigma_spacing(rng, d, f)
+    _x0_limits(rng, d, f, allow_threshold=False)
+    return d, f, {}, {}
+
+
+def _multistep(rng, cls, order, algorithm):
+    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], True)
+    d["_cls"] = cls
+    _spacing(rng, d, f)
+    _sigma_spacing(rng, d, f)
+    _final_sigma(rng, d, f)
+    _x0_limits(rng, d, f)
+    solver_type = rng.choice(["midpoint", "heun"])
+    lower_order_final = rng.random() < 0.7
+    euler_at_final = rng.random() < 0.2
+    d.update(solver_order=order, algorithm_type=algorithm, solver_type=solver_type,
+             lower_order_final=lower_order_final, euler_at_final=euler_at_final)
+    opts = {"solver_type": solver_type, "lower_order_final": _bool(lower_order_final),
+            "euler_at_final": _bool(euler_at_final)}
+    return d, f, opts, {}
+
+
+def gen_dpmpp_2m(rng):
+    return _multistep(rng, "DPMSolverMultistepScheduler", 2, "dpmsolver++")
+
+
+def gen_dpmpp_3m(rng):
+    return _multistep(rng, "DPMSolverMultistepScheduler", 3, "dpmsolver++")
+
+
+def gen_dpmpp_2m_sde(rng):
+    return _multistep(rng, "DPMSolverMultistepScheduler", 2, "sde-dpmsolver++")
+
+
+def gen_dpm_solver(rng):
+    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], False)  # no rescale option
+    d["_cls"] = "DPMSolverSinglestepScheduler"
+    # DPMSolverSinglestepScheduler has no timestep_spacing/steps_offset: its
+    # timesteps are always the DPM family's `linspace` (N+1 points, last dropped).
+    f["timestep_spacing"] = "linspace"
+    f["steps_offset"] = 0
+    _sigma_spacing(rng, d, f, exponential=False)
+    algorithm = rng.choice(["dpmsolver++", "dpmsolver++", "dpmsolver"])
+    if algorithm == "dpmsolver" or rng.random() < 0.3:
+        # diffusers refuses final_sigmas_type="zero" with noise prediction.
+        d["final_sigmas_type"] = "sigma_min"
+        f["final_sigmas_type"] = "sigma_min"
+    # No thresholding with algorithm_type="dpmsolver": diffusers 0.42's
+    # singlestep convert_model_output then indexes alpha_t[timestep] with
+    # timestep=None and fails on a shape mismatch (a diffusers bug).
+    _x0_limits(rng, d, f, allow_threshold=algorithm != "dpmsolver")
+    order = rng.choice([1, 2, 3])
+    lower_order_final = rng.random() < 0.6
+    d.update(solver_order=order, algorithm_type=algorithm, lower_order_final=lower_order_final)
+    opts = {"solver_order": str(order), "algorithm_type": algorithm,
+            "lower_order_final": _bool(lower_order_final)}
+    return d, f, opts, {}
+
+
+def gen_unipc(rng):
+    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], True)
+    d["_cls"] = "UniPCMultistepScheduler"
+    _spacing(rng, d, f)
+    _sigma_spacing(rng, d, f, exponential=False)
+    _final_sigma(rng, d, f)
+    _x0_limits(rng, d, f)
+    order = rng.choice([1, 2, 2, 3])
+    solver_type = rng.choice(["bh1", "bh2"])
+    lower_order_final = rng.random() < 0.7
+    d.update(solver_order=order, solver_type=solver_type, lower_order_final=lower_order_final,
+             predict_x0=True)
+    opts = {"solver_order": str(order), "solver_type": solver_type,
+            "lower_order_final": _bool(lower_order_final)}
+    # disable_corrector is filled in once the step count is known (make_case).
+    return d, f, opts, {}
+
+
+def gen_lcm(rng):
+    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], True)
+    d["_cls"] = "LCMScheduler"
+    _x0_limits(rng, d, f)
+    original = rng.choice([50, 50, 50, 25, 100])
+    scaling = rng.choice([10.0, 10.0, 5.0, 20.0])
+    d.update(original_inference_steps=original, timestep_scaling=scaling)
+    opts = {"original_inference_steps": str(original), "timestep_scaling": repr(scaling)}
+    return d, f, opts, {}
+
+
+# fewstep name -> (diffusers class, generator, stochastic)
+SAMPLERS = {
+    "ddim": ("DDIMScheduler", gen_ddim, None),  # stochastic iff eta > 0
+    "ddpm": ("DDPMScheduler", gen_ddpm, True),
+    "euler": ("EulerDiscreteScheduler", gen_euler, False),
+    "euler_ancestral": ("EulerAncestralDiscreteScheduler", gen_euler_ancestral, True),
+    "heun": ("HeunDiscreteScheduler", gen_heun, False),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", gen_dpmpp_2m, False),
+    "dpmpp_3m": ("DPMSolverMultistepScheduler", gen_dpmpp_3m, False),
+    "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", gen_dpmpp_2m_sde, True),
+    "dpm_solver": ("DPMSolverSinglestepScheduler", gen_dpm_solver, False),
+    "unipc": ("UniPCMultistepScheduler", gen_unipc, False),
+    "lcm": ("LCMScheduler", gen_lcm, True),
+}
+
+
+def make_case(rng, sampler, index):
+    cls, gen, stochastic = SAMPLERS[sampler]
+    d, f, opts, step_kwargs = gen(rng)
+    d.pop("_cls")
+    T = d["num_train_timesteps"]
+    if cls == "LCMScheduler":
+        steps = _steps(rng, min(50, d["original_inference_steps"]))
+        if T // d["original_inference_steps"] < 1:
+            d["original_inference_steps"] = T
+    else:
+        steps = _steps(rng)
+    if cls == "DDIMScheduler" and d["timestep_spacing"] == "trailing" and rng.random() < 0.7:
+        # Trailing DDIM agrees with fewstep only when N divides T: favour those.
+        steps = rng.choice([n for n in range(1, 51) if T % n == 0])
+    if cls == "UniPCMultistepScheduler":
+        u = rng.random()
+        if u < 0.15:
+            disabled, text = list(range(steps)), "all"
+        elif u < 0.4 and steps > 1:
+            disabled = sorted(rng.sample(range(steps), rng.randint(1, max(1, steps // 3))))
+            text = ",".join(str(i) for i in disabled)
+        else:
+            disabled, text = [], ""
+        d["disable_corrector"] = disabled
+        if text:
+            opts["disable_corrector"] = text
+    if stochastic is None:
+        stochastic = step_kwargs.get("eta", 0.0) > 0
+    return {"id": f"{sampler}-{index:03d}", "sampler": sampler, "diffusers_class": cls,
+            "diffusers_config": d, "diffusers_step_kwargs": step_kwargs, "steps": steps,
+            "scheduler_config": f, "options": opts, "stochastic": stochastic,
+            "noise_seed": rng.randrange(2**31)}
+
+
+# --------------------------------------------------------------------------
+# Running diffusers
+# --------------------------------------------------------------------------
+def _modules():
+    return [importlib.import_module(f"diffusers.schedulers.{m}") for m in MODULES.values()]
+
+
+def _ksigma(alphas_cumprod, t):
+    a = float(alphas_cumprod[int(t)])
+    return math.sqrt((1.0 - a) / a) if a > 0 else math.inf
+
+
+def ddim_prev_timesteps_agree(timesteps, T, steps):
+    """True when diffusers' DDIM `prev = t - T//N` visits the schedule array.
+
+    fewstep takes the next timestep from the array (issue 3, rule 1); the two
+    agree when every t_i - T//N equals t_{i+1} and the last one is negative
+    (diffusers then uses final_alpha_cumprod, fewstep the final point).
+    """
+    ratio = T // steps
+    for i, t in enumerate(timesteps):
+        prev = t - ratio
+        if i + 1 < len(timesteps):
+            if prev != timesteps[i + 1]:
+                return False
+        elif prev >= 0:
+            return False
+    return True
+
+
+def _schedule_points(sched, cls):
+    """(timesteps [N], k-sigmas [N+1]) of the inference schedule, k-sigma = sigma/alpha.
+
+    The final k-sigma is None for LCM, whose last step returns its denoised
+    output instead of stepping to a final point.
+    """
+    if cls in EULER_FAMILY:
+        sig = sched.sigmas.double()
+        ts = sched.timesteps
+        if cls == "HeunDiscreteScheduler":  # [s0, s1, s1, ..., s_{N-1}, s_{N-1}, s_N]
+            sig = torch.cat([sig[:1], sig[1:-1:2], sig[-1:]])
+            ts = torch.cat([ts[:1], ts[1::2]])
+        return [float(t) for t in ts], [float(s) for s in sig]
+    if cls in ("DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "UniPCMultistepScheduler"):
+        return [float(t) for t in sched.timesteps], [float(s) for s in sched.sigmas.double()]
+    # DDIM, DDPM, LCM: k-sigmas from alphas_cumprod at the timesteps.
+    ac = sched.alphas_cumprod.double()
+    ts = [float(t) for t in sched.timesteps]
+    sigmas = [_ksigma(ac, t) for t in ts]
+    if cls == "DDIMScheduler":
+        final_ac = float(sched.final_alpha_cumprod)
+        sigmas.append(math.sqrt((1 - final_ac) / final_ac))
+    elif cls == "DDPMScheduler":
+        sigmas.append(0.0)  # prev_t = -1 uses alpha_prod = 1
+    else:
+        sigmas.append(None)
+    return ts, sigmas
+
+
+def run_case(case, modules, promote=True):
+    """Runs diffusers on one case; returns (expected-results fields, final x or None).
+
+    The trajectory holds x after each step (at points 1..N) in fewstep's
+    variance-preserving coordinates. An exception or a non-finite value in
+    diffusers is recorded in `diffusers_error` and stops the run; the
+    trajectory then holds the steps completed before it.
+    """
+    cls = case["diffusers_class"]
+    mod = importlib.import_module(f"diffusers.schedulers.{MODULES[cls]}")
+    steps = case["steps"]
+    noise0 = torch.randn(SHAPE, generator=torch.Generator().manual_seed(case["noise_seed"]),
+                         dtype=torch.float64)
+    plan = harness.NoisePlan(harness.step_noise(SHAPE, case["noise_seed"] + 1, steps)
+                             if case["stochastic"] else [])
+    model_timesteps, trajectory, corrected = [], [], []
+    error = None
+    with harness.promoted_to_float64(modules, promote), harness.injected_noise(modules, plan):
+        sched = getattr(mod, cls)(**case["diffusers_config"])
+        sched.set_timesteps(steps)
+        if hasattr(sched, "set_begin_index"):
+            # Start at index 0 as a sampler does. Without it diffusers finds
+            # the first step by value and starts at the second copy when
+            # rounding duplicated t0 (Karras), skipping a step.
+            sched.set_begin_index(0)
+        timesteps, sigmas = _schedule_points(sched, cls)
+        scale = [1.0 / math.sqrt(1.0 + s * s) if cls in EULER_FAMILY else 1.0 for s in sigmas]
+        x = noise0 * sched.init_noise_sigma
+        x_start = x.clone()
+        evals = len(sched.timesteps)
+        for j, t in enumerate(sched.timesteps):
+            # Step index in fewstep's numbering (Heun: two evaluations per step
+            # but the last one).
+            i = (j + 1) // 2 if cls == "HeunDiscreteScheduler" else j
+            heun_second = cls == "HeunDiscreteScheduler" and j % 2 == 1
+            plan.step = None if heun_second else i
+            try:
+                model_in = sched.scale_model_input(x, t)
+                out = harness.toy_model(model_in, t)
+                model_timesteps.append(float(t))
+                x = sched.step(out, t, x, **case["diffusers_step_kwargs"]).prev_sample
+            except Exception as exc:  # diffusers fails on some configurations
+                error = f"step {i}: {type(exc).__name__}: {exc}"
+                break
+            if cls == "UniPCMultistepScheduler" and j > 0:
+                corrected.append((sched.last_sample * 1.0).flatten().tolist())
+            done = (j % 2 == 1 or j == evals - 1) if cls == "HeunDiscreteScheduler" else True
+            if done:
+                point = len(trajectory) + 1
+                if not torch.isfinite(x).all():
+                    error = f"step {point - 1}: non-finite sample"
+                    break
+                trajectory.append((x * scale[point]).flatten().tolist())
+    result = {
+        "timesteps": timesteps,
+        "sigmas": sigmas,
+        "model_timesteps": model_timesteps,
+        "x_init": (x_start * scale[0]).flatten().tolist(),
+        "x_scale": scale,
+        "trajectory": trajectory,
+        "noise_draw_steps": plan.draws,
+    }
+    if corrected:
+        # UniPC: diffusers' step i returns the predictor at point i+1; the
+        # corrector (UniC) updates it at the start of step i+1. These are the
+        # corrected samples at points 1..N-1.
+        result["trajectory_corrected"] = corrected
+    if error is None:
+        result["x_final"] = trajectory[-1]
+    else:
+        result["diffusers_error"] = error
+    if case["stochastic"]:
+        result["step_noise"] = [n.flatten().tolist() for n in plan.noise]
+    return result, (x if error is None else None)
+
+
+def comparison_scope(case, result):
+    """What the C++ test may compare: ("all" | "trajectory" | "schedule", reason).
+
+    "all": schedule, trajectory and final sample. "trajectory": the schedule
+    and the trajectory diffusers completed; fewstep's final sample must only be
+    finite. "schedule": timesteps and sigmas only.
+    """
+    cls = case["diffusers_class"]
+    if cls == "DDIMScheduler":
+        ts = [int(t) for t in result["timesteps"]]
+        if not ddim_prev_timesteps_agree(ts, case["diffusers_config"]["num_train_timesteps"], case["steps"]):
+            return "schedule", ("ddim_prev_timestep: diffusers' DDIMScheduler.step steps to t - T//N, fewstep "
+                                "to the next schedule entry (issue 3: 'the next timestep always comes from the "
+                                "schedule array'); the two differ for this spacing and step count")
+    error = result.get("diffusers_error")
+    if error is None:
+        return "all", None
+    last = f"step {case['steps'] - 1}:"
+    sig = result["sigmas"]
+    if (cls == "DPMSolverMultistepScheduler" and error.startswith(last) and len(sig) > 2
+            and abs(sig[-1] - sig[-2]) <= 1e-12 * sig[-2] and result["trajectory"]):
+        # Karras/exponential sigmas already end at sigma_min, so the appended
+        # final sigma_min makes a zero-length last step (h = 0 up to rounding);
+        # diffusers' higher-order update divides by h there. As h -> 0 every
+        # DPM-Solver++ update (2M, 3M, SDE) tends to x itself, so the expected
+        # final sample is x at point N-1.
+        result["x_final"] = result["trajectory"][-1]
+        return "trajectory", ("zero_length_final_step: diffusers divides by h = 0 on the last step "
+                              f"({error}); the expected final sample is the h -> 0 limit, x at point N-1")
+    if cls == "UniPCMultistepScheduler" and error.startswith(last) and result["sigmas"][-1] == 0.0:
+        return "trajectory", (
+            "unipc_final_step: on the last step to sigma 0, lambda = +inf, so diffusers' UniP "
+            "evaluates B(h)=h (bh1) or divides by r_k = 0 (order > 1 without lower_order_final) and "
+            f"returns NaN/Inf or raises ({error}); only the steps before it are compared and fewstep's "
+            "final sample must be finite")
+    return "schedule", f"diffusers failed: {error}"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, help="JSON file to write")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the case list")
+    ap.add_argument("--cases-per-sampler", type=int, default=24)
+    ap.add_argument("--samplers", default=",".join(SAMPLERS), help="comma list of fewstep names")
+    ap.add_argument("--check-promotion", action="store_true",
+                    help="also run in diffusers' own float32 and report the largest difference")
+    ap.add_argument("--quiet", action="store_true", help="do not print the case list")
+    args = ap.parse_args(argv)
+
+    logging.getLogger("diffusers").setLevel(logging.ERROR)
+    from diffusers.utils import logging as dlogging
+    dlogging.set_verbosity_error()
+    torch.set_num_threads(1)
+
+    names = [s for s in args.samplers.split(",") if s]
+    unknown = [s for s in names if s not in SAMPLERS]
+    if unknown:
+        print(f"diffusers_samplers: unknown sampler(s) {unknown}; valid: {list(SAMPLERS)}", file=sys.stderr)
+        return 1
+    modules = _modules()
+    rng = random.Random(args.seed)
+    start = time.time()
+    cases = []
+    print(f"diffusers_samplers: seed {args.seed}, {args.cases_per_sampler} cases per sampler, "
+          f"diffusers {diffusers.__version__}, torch {torch.__version__}")
+    for sampler in names:
+        for i in range(args.cases_per_sampler):
+            case = make_case(rng, sampler, i)
+            result, x_final = run_case(case, modules)
+            case.update(result)
+            scope, reason = comparison_scope(case, result)
+            case["compare"] = scope
+            if reason:
+                case["known_different"] = reason
+            if args.check_promotion and x_final is not None:
+                _, x32 = run_case(case, modules, promote=False)
+                if x32 is None:
+                    x32 = torch.full_like(x_final, math.nan)
+                scale = max(1.0, float(x_final.abs().max()))
+                case["float32_difference"] = float((x32 - x_final).abs().max()) / scale
+            cases.append(case)
+            if not args.quiet:
+                print(describe(case))
+    doc = {"version": 1, "seed": args.seed, "shape": SHAPE, "toy_model": harness.TOY_MODEL_DOC,
+           "diffusers_version": diffusers.__version__, "cases": cases}
+    with open(args.out, "w") as fh:
+        json.dump(doc, fh)
+    print(f"diffusers_samplers: wrote {len(cases)} cases to {args.out} in {time.time() - start:.1f} s")
+    return 0
+
+
+def describe(case):
+    d = case["diffusers_config"]
+    keys = ["beta_schedule", "prediction_type", "timestep_spacing", "steps_offset", "num_train_timesteps",
+            "solver_order", "solver_type", "algorithm_type", "lower_order_final", "euler_at_final",
+            "use_karras_sigmas", "use_exponential_sigmas", "final_sigmas_type", "rescale_betas_zero_snr",
+            "clip_sample", "thresholding", "set_alpha_to_one", "original_inference_steps",
+            "timestep_scaling", "disable_corrector"]
+    parts = [f"{k}={d[k]}" for k in keys if d.get(k) not in (None, False, [], 0)]
+    if d.get("trained_betas"):
+        parts.append("trained_betas")
+    extra = " ".join(f"{k}={v}" for k, v in case["diffusers_step_kwargs"].items())
+    flag = "" if case["compare"] == "all" else f"  [{case['compare']} only: {case['known_different'].split(':')[0]}]"
+    f32 = f"  f32diff={case['float32_difference']:.1e}" if "float32_difference" in case else ""
+    return f"  {case['id']:20s} steps={case['steps']:2d} {' '.join(parts)} {extra}{flag}{f32}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
