@@ -46,8 +46,8 @@ void stderr_warning_sink(const std::string& message);
 /// by one space, trim, then lower-case (Unicode simple lower-case mapping).
 /// Recognised entities: &amp; &lt; &gt; &quot; &apos; &nbsp; and numeric
 /// &#NNN; / &#xHH; (see tokenizer.cpp for the documented table; anything
-/// else is left as written). Each invalid UTF-8 byte becomes U+FFFD, as
-/// Python's decode(errors="replace") would give.
+/// else is left as written). Each byte that starts no valid UTF-8 sequence
+/// becomes U+FFFD.
 std::string clean_text(std::string_view text);
 
 /// CLIP's byte-to-unicode table: byte b -> the UTF-8 encoding of a printable
