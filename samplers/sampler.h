@@ -121,21 +121,55 @@ struct SamplerContext {
   StepCallback callback;          ///< may be empty
 };
 
+/// How an option's value is checked by resolve_sampler_options.
+enum class OptionKind {
+  choice,      ///< one of `choices`
+  boolean,     ///< true|false (also 1|0, yes|no, on|off), normalized to true|false
+  integer,     ///< an integer in [min, max]
+  real,        ///< a finite number in [min, max]
+  real_list,   ///< comma-separated finite numbers (may be empty)
+  index_list,  ///< "all", "" or comma-separated non-negative integers
+};
+
 /// One registry row.
 struct SamplerOptionInfo {
   std::string name, default_value, help;
+  OptionKind kind = OptionKind::choice;
+  std::vector<std::string> choices;  ///< for OptionKind::choice
+  double min = -1e300, max = 1e300;  ///< for integer and real
 };
+
+/// One step of a sampler in closed form, the shape Picard iteration needs
+/// (ParaDiGMS, Shih et al. 2023, Eq. 4-5): x_{i+1} = rule(i, x_i, D(x_i),
+/// D(x_{i-1}), z_i). `x` is [B, C, H, W] at point i; `out` is the denoiser's
+/// output there; `prev` the output at point i-1 (nullptr at i = 0; used by
+/// two-step methods such as DPM-Solver++(2M)); `noise` is the run's StepNoise
+/// (the rule draws step i's noise from it when it needs any).
+struct StepInput {
+  const Schedule& schedule;
+  int64_t i;
+  const at::Tensor& x;
+  const DenoiserOutput& out;
+  const DenoiserOutput* prev;
+  StepNoise* noise;
+  const SamplerOptions& options;
+};
+using StepRule = std::function<at::Tensor(const StepInput&)>;
+
 struct SamplerInfo {
   std::string name;
   std::vector<std::string> aliases;  ///< diffusers class names
   int order = 1;
   bool stochastic = false;
-  std::string family;  ///< which diffusers spacing definition: "ddim" | "dpm" | "euler"
+  std::string family;  ///< which diffusers spacing definition: "ddim" | "dpm" | "euler" | "lcm"
   std::vector<SamplerOptionInfo> options;
   std::string help;
   /// Runs the sampler from x at schedule point 0 ([B, C, H, W], already
   /// scaled to the initial noise level); returns the sample at point N.
   std::function<at::Tensor(SamplerContext&, at::Tensor x)> run;
+  /// The same sampler as a single-step rule, for Picard-parallel sampling;
+  /// empty when the sampler has no such form (then Picard refuses it).
+  StepRule step_rule;
 };
 
 }  // namespace fewstep

@@ -1,0 +1,75 @@
+// Running a sampler; see sample.h.
+#include "samplers/sample.h"
+
+#include "samplers/schedule.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+
+namespace fewstep {
+
+PicardOptions parse_picard(const std::string& spec) {
+  PicardOptions p;
+  const std::string head = "picard";
+  if (spec.rfind(head, 0) != 0)
+    throw SamplerError("--parallel '" + spec + "': expected picard:window=P,tol=T[,max_rounds=R]");
+  std::string rest = spec.substr(head.size());
+  if (rest.empty()) return p;
+  if (rest[0] != ':')
+    throw SamplerError("--parallel '" + spec + "': expected picard:window=P,tol=T[,max_rounds=R]");
+  std::stringstream in(rest.substr(1));
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    const auto eq = item.find('=');
+    const std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    char* end = nullptr;
+    errno = 0;
+    if (key == "window" || key == "max_rounds") {
+      const long long v = std::strtoll(value.c_str(), &end, 10);
+      if (value.empty() || *end || errno || v < (key == "window" ? 1 : 0))
+        throw SamplerError("--parallel picard: " + key + "='" + value + "' must be an integer >= " +
+                           (key == "window" ? "1" : "0"));
+      (key == "window" ? p.window : p.max_rounds) = v;
+    } else if (key == "tol") {
+      const double v = std::strtod(value.c_str(), &end);
+      if (value.empty() || *end || errno || !std::isfinite(v) || !(v > 0))
+        throw SamplerError("--parallel picard: tol='" + value + "' must be a number > 0");
+      p.tol = v;
+    } else {
+      throw SamplerError("--parallel picard: unknown key '" + key + "' (valid: window, tol, max_rounds)");
+    }
+  }
+  return p;
+}
+
+at::Tensor sample(const SamplerInfo& info, const Schedule& schedule, Denoiser& denoiser,
+                  const at::Tensor& unit_noise, const SamplerOptions& resolved, uint64_t seed,
+                  const StepCallback& cb, const std::optional<PicardOptions>& picard,
+                  SampleStats* stats) {
+  const auto dtype = unit_noise.scalar_type();
+  if (dtype != at::kFloat && dtype != at::kDouble)
+    throw SamplerError("sampler math runs in float32 or float64; the initial noise has another dtype");
+  if (schedule.steps() < 1) throw SamplerError("schedule has no steps");
+  if (!info.run) throw SamplerError("sampler '" + info.name + "' has no implementation");
+  StepNoise noise(unit_noise.sizes().vec(), seed, dtype);
+  SamplerContext ctx{schedule, denoiser, resolved, &noise, cb};
+  const at::Tensor x = unit_noise * initial_noise_scale(schedule);
+  const int64_t nfe0 = denoiser.nfe, rows0 = denoiser.rows;
+  SampleStats local;
+  at::Tensor out;
+  if (picard) {
+    if (!info.step_rule)
+      throw SamplerError("sampler '" + info.name + "' has no Picard form (use ddim, ddpm, euler or dpmpp_2m)");
+    out = picard_sample(info, ctx, x, *picard, &local);
+  } else {
+    out = info.run(ctx, x);
+    local.nfe = denoiser.nfe - nfe0;
+  }
+  local.rows = denoiser.rows - rows0;
+  if (stats) *stats = local;
+  return out;
+}
+
+}  // namespace fewstep

@@ -1,0 +1,50 @@
+// fewstep sampler layer: running a sampler, sequentially or Picard-parallel.
+#pragma once
+
+#include "samplers/sampler.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace fewstep {
+
+/// Picard-parallel sampling settings (ParaDiGMS, Shih et al. 2023, Alg. 1).
+struct PicardOptions {
+  int64_t window = 8;      ///< P: steps evaluated together in one denoiser call
+  double tol = 1e-3;       ///< τ: per-step tolerance, relative to the step's noise std
+  int64_t max_rounds = 0;  ///< cap on rounds; 0 = steps (Picard then always converges)
+};
+
+/// Parses "picard:window=P,tol=T[,max_rounds=R]" (each key optional; plain
+/// "picard" takes the defaults). Throws SamplerError naming the bad part.
+PicardOptions parse_picard(const std::string& spec);
+
+/// What a run cost.
+struct SampleStats {
+  int64_t nfe = 0;            ///< denoiser evaluations per sample: one per point evaluated
+                              ///< (Picard: summed over the window's points, every round)
+  int64_t rows = 0;           ///< rows the denoiser evaluated, summed over calls
+  int64_t picard_rounds = 0;  ///< Picard rounds (= denoiser calls); 0 when sequential
+};
+
+/// Runs `info` over `schedule` from unit noise [B, C, H, W] (float32 or
+/// float64: that dtype is the sampler math dtype), scaled by
+/// initial_noise_scale. `resolved` must come from resolve_sampler_options.
+/// Stochastic steps draw from a StepNoise seeded with `seed` (same seed, same
+/// result). With `picard`, runs Picard iteration over info.step_rule.
+/// Returns the sample at the schedule's final point, in x = α·x0 + σ·ε units
+/// (x0 itself when the final sigma is 0). `cb` may be empty; `stats` may be null.
+/// Throws SamplerError for a bad dtype, an empty schedule, or Picard on a
+/// sampler without a step rule.
+at::Tensor sample(const SamplerInfo& info, const Schedule& schedule, Denoiser& denoiser,
+                  const at::Tensor& unit_noise, const SamplerOptions& resolved, uint64_t seed,
+                  const StepCallback& cb, const std::optional<PicardOptions>& picard,
+                  SampleStats* stats);
+
+/// Picard iteration itself (picard.cpp), x at point 0 given. Returns x at
+/// point N; adds its rounds and point evaluations to `stats` when non-null.
+at::Tensor picard_sample(const SamplerInfo& info, SamplerContext& ctx, at::Tensor x,
+                         const PicardOptions& picard, SampleStats* stats);
+
+}  // namespace fewstep
