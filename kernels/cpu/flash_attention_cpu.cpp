@@ -1,0 +1,249 @@
+// fewstep attention, CPU kernel (see flash_attention_cpu.h).
+//
+// Per work item (one (batch, head) and block_q query rows), for each tile of
+// block_k keys (Dao 2023, Algorithm 1, lines 6-10):
+//   S   = (c·Q_i) K_j^T                     (block_q × block_k), c = scale·log2(e)
+//   m'  = max(m, rowmax(S))
+//   P   = 2^(S − m'),   α = 2^(m − m')
+//   l   = α·l + rowsum(P),  O = α·O + P V_j
+// and finally out = O / l (line 12). Exponentials are base 2 with the log2(e)
+// factor folded into the scale, which leaves softmax unchanged.
+//
+// The matrix products are register-blocked plain loops over packed tiles
+// (K_j transposed, V_j with its columns padded to a multiple of 16) so the
+// compiler vectorises them; the block function is compiled once per x86-64
+// ISA level (target_clones) and picked at load time.
+#include "kernels/cpu/flash_attention_cpu.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace fewstep::cpu {
+namespace {
+
+constexpr int64_t kRowBlock = 4;    // rows of A per micro-kernel call
+constexpr int64_t kColBlock = 32;   // columns of B per micro-kernel call
+constexpr int64_t kColAlign = 16;   // packed widths are multiples of this
+constexpr int64_t kLanes = 16;      // width of the vertical max/sum reductions
+
+constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/// Sixteen floats; GCC/Clang vector extension, lowered to one zmm, two ymm or
+/// four xmm registers depending on the clone's ISA.
+typedef float Vec16 __attribute__((vector_size(64)));
+
+// Passed by reference: by-value vector arguments change the ABI between clones.
+[[gnu::always_inline]] inline void load16(Vec16& v, const float* p) { std::memcpy(&v, p, sizeof(v)); }
+
+[[gnu::always_inline]] inline void store16(float* p, const Vec16& v) { std::memcpy(p, &v, sizeof(v)); }
+
+/// C[MR × 16·NV] (=|+=) A[MR × depth] · B[depth × 16·NV]; row strides lda,
+/// ldb, ldc. The MR·NV accumulators stay in vector registers.
+template <int64_t MR, int64_t NV, bool kAccumulate>
+[[gnu::always_inline]] inline void micro_gemm(const float* a, int64_t lda, const float* b, int64_t ldb,
+                                              int64_t depth, float* c, int64_t ldc) {
+  Vec16 acc[MR][NV];
+  for (int64_t r = 0; r < MR; ++r) {
+    for (int64_t u = 0; u < NV; ++u) {
+      acc[r][u] = Vec16{};
+      if constexpr (kAccumulate) load16(acc[r][u], c + r * ldc + 16 * u);
+    }
+  }
+  for (int64_t t = 0; t < depth; ++t) {
+    Vec16 b_t[NV];
+    for (int64_t u = 0; u < NV; ++u) load16(b_t[u], b + t * ldb + 16 * u);
+    for (int64_t r = 0; r < MR; ++r) {
+      const float a_rt = a[r * lda + t];
+      for (int64_t u = 0; u < NV; ++u) acc[r][u] += a_rt * b_t[u];
+    }
+  }
+  for (int64_t r = 0; r < MR; ++r) {
+    for (int64_t u = 0; u < NV; ++u) store16(c + r * ldc + 16 * u, acc[r][u]);
+  }
+}
+
+/// C[rows × cols] (=|+=) A[rows × depth] · B[depth × cols], cols a multiple
+/// of kColAlign, tiled into micro-kernel calls.
+template <int64_t MR, bool kAccumulate>
+[[gnu::always_inline]] inline void gemm_rows(const float* a, int64_t lda, const float* b, int64_t ldb,
+                                             int64_t depth, float* c, int64_t ldc, int64_t cols) {
+  int64_t j = 0;
+  for (; j + kColBlock <= cols; j += kColBlock) {
+    micro_gemm<MR, kColBlock / 16, kAccumulate>(a, lda, b + j, ldb, depth, c + j, ldc);
+  }
+  for (; j < cols; j += kColAlign) {
+    micro_gemm<MR, 1, kAccumulate>(a, lda, b + j, ldb, depth, c + j, ldc);
+  }
+}
+
+template <bool kAccumulate>
+[[gnu::always_inline]] inline void gemm(const float* a, int64_t lda, const float* b, int64_t ldb,
+                                        int64_t depth, float* c, int64_t ldc, int64_t rows, int64_t cols) {
+  int64_t r = 0;
+  for (; r + kRowBlock <= rows; r += kRowBlock) {
+    gemm_rows<kRowBlock, kAccumulate>(a + r * lda, lda, b, ldb, depth, c + r * ldc, ldc, cols);
+  }
+  for (; r < rows; ++r) gemm_rows<1, kAccumulate>(a + r * lda, lda, b, ldb, depth, c + r * ldc, ldc, cols);
+}
+
+/// 2^x in fp32 for x ≤ 0 (the only range softmax needs), vectorisable.
+/// x = n + f with n = round(x), |f| ≤ 1/2; 2^f = e^(f·ln2) by its Taylor
+/// series to degree 7 (remainder < 1e-8 relative for |f·ln2| ≤ 0.347), and 2^n
+/// is built in the exponent bits. Returns 0 below 2^-126 (and for −∞).
+[[gnu::always_inline]] inline float exp2_nonpositive(float x) {
+  constexpr float kLn2 = 0.693147180559945309f;
+  constexpr float kRound = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer
+  const float xc = x < -126.0f ? -126.0f : x;
+  const float n = (xc + kRound) - kRound;
+  const float y = (xc - n) * kLn2;
+  float poly = 1.0f / 5040.0f;
+  poly = poly * y + 1.0f / 720.0f;
+  poly = poly * y + 1.0f / 120.0f;
+  poly = poly * y + 1.0f / 24.0f;
+  poly = poly * y + 1.0f / 6.0f;
+  poly = poly * y + 0.5f;
+  poly = poly * y + 1.0f;
+  poly = poly * y + 1.0f;
+  const float two_n = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  return x < -126.0f ? 0.0f : poly * two_n;
+}
+
+/// Scratch of one worker, sized once per call of flash_attention_forward.
+struct Scratch {
+  std::vector<float> q_pack;  // [block_q × head_dim]: Q_i · scale · log2(e)
+  std::vector<float> k_t;     // [head_dim × keys_pad]: K_j transposed
+  std::vector<float> v_pack;  // [block_k × dim_pad]: V_j, columns zero-padded
+  std::vector<float> scores;  // [block_q × keys_pad]: S, then P in place
+  std::vector<float> acc;     // [block_q × dim_pad]: O
+  std::vector<float> row_max, row_sum;  // [block_q]: m (base-2 units), l
+};
+
+/// One work item: rows [q0, q0 + rows) of one (batch, head).
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
+void attend_block(const float* q, int64_t q_stride, const float* k, int64_t k_stride, const float* v,
+                  int64_t v_stride, float* out, int64_t out_stride, int64_t rows, int64_t seq_k,
+                  int64_t head_dim, float scale_log2, int64_t block_k, Scratch& s) {
+  const int64_t dim_pad = round_up(head_dim, kColAlign);
+  float* acc = s.acc.data();
+  float* row_max = s.row_max.data();
+  float* row_sum = s.row_sum.data();
+  std::fill_n(acc, rows * dim_pad, 0.0f);
+  std::fill_n(row_max, rows, -std::numeric_limits<float>::infinity());
+  std::fill_n(row_sum, rows, 0.0f);
+  // Q_i scaled by c = scale·log2(e), so that S comes out in base-2 exponent units.
+  float* q_pack = s.q_pack.data();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < head_dim; ++c) q_pack[r * head_dim + c] = q[r * q_stride + c] * scale_log2;
+  }
+
+  for (int64_t k0 = 0; k0 < seq_k; k0 += block_k) {
+    const int64_t keys = std::min(block_k, seq_k - k0);
+    const int64_t keys_pad = round_up(keys, kColAlign);
+    // Pack K_j^T [head_dim × keys_pad] and V_j [keys × dim_pad], zero-padded.
+    float* k_t = s.k_t.data();
+    float* v_pack = s.v_pack.data();
+    for (int64_t j0 = 0; j0 < keys_pad; j0 += kColAlign) {
+      // 16 keys at a time: 16 sequential row streams in, contiguous stores out.
+      const int64_t n = std::min(kColAlign, keys - j0);
+      for (int64_t c = 0; c < head_dim; ++c) {
+        float* dst = k_t + c * keys_pad + j0;
+        for (int64_t t = 0; t < kColAlign; ++t) dst[t] = t < n ? k[(k0 + j0 + t) * k_stride + c] : 0.0f;
+      }
+    }
+    for (int64_t j = 0; j < keys; ++j) {
+      float* vp_row = v_pack + j * dim_pad;
+      std::copy_n(v + (k0 + j) * v_stride, head_dim, vp_row);
+      std::fill_n(vp_row + head_dim, dim_pad - head_dim, 0.0f);
+    }
+
+    // S = Q_i K_j^T (Algorithm 1, line 8).
+    float* scores = s.scores.data();
+    gemm<false>(q_pack, head_dim, k_t, keys_pad, head_dim, scores, keys_pad, rows, keys_pad);
+
+    // Online softmax (lines 9-10): new running max, P in place of S, α-rescale.
+    for (int64_t r = 0; r < rows; ++r) {
+      float* p = scores + r * keys_pad;
+      float lane_max[kLanes];
+      std::fill_n(lane_max, kLanes, -std::numeric_limits<float>::infinity());
+      int64_t j = 0;
+      for (; j + kLanes <= keys; j += kLanes) {
+        for (int64_t t = 0; t < kLanes; ++t) lane_max[t] = std::max(lane_max[t], p[j + t]);
+      }
+      for (; j < keys; ++j) lane_max[0] = std::max(lane_max[0], p[j]);
+      const float m_new = std::max(row_max[r], *std::max_element(lane_max, lane_max + kLanes));
+      const float alpha = exp2_nonpositive(row_max[r] - m_new);
+      float lane_sum[kLanes] = {};
+      for (j = 0; j + kLanes <= keys_pad; j += kLanes) {
+        for (int64_t t = 0; t < kLanes; ++t) {
+          const float e = j + t < keys ? exp2_nonpositive(p[j + t] - m_new) : 0.0f;
+          p[j + t] = e;
+          lane_sum[t] += e;
+        }
+      }
+      float block_sum = 0.0f;
+      for (float ls : lane_sum) block_sum += ls;
+      row_sum[r] = alpha * row_sum[r] + block_sum;
+      row_max[r] = m_new;
+      float* o = acc + r * dim_pad;
+      for (int64_t c = 0; c < dim_pad; ++c) o[c] *= alpha;
+    }
+
+    // O += P V_j (line 10).
+    gemm<true>(scores, keys_pad, v_pack, dim_pad, keys, acc, dim_pad, rows, dim_pad);
+  }
+
+  // out = O / l (line 12).
+  for (int64_t r = 0; r < rows; ++r) {
+    const float inv = 1.0f / row_sum[r];
+    const float* o = acc + r * dim_pad;
+    float* out_row = out + r * out_stride;
+    for (int64_t c = 0; c < head_dim; ++c) out_row[c] = o[c] * inv;
+  }
+}
+
+}  // namespace
+
+int64_t flash_attention_work_items(const AttentionParams& p) {
+  const int64_t block_q = cpu_tiles(p.head_dim).block_q;
+  return p.batch * p.heads * ((p.seq_q + block_q - 1) / block_q);
+}
+
+void flash_attention_forward(const AttentionParams& p, int64_t item_begin, int64_t item_end) {
+  const CpuTiles tiles = cpu_tiles(p.head_dim);
+  const int64_t q_blocks = (p.seq_q + tiles.block_q - 1) / tiles.block_q;
+  const int64_t dim_pad = round_up(p.head_dim, kColAlign);
+  const int64_t keys_pad = round_up(tiles.block_k, kColAlign);
+  Scratch s;
+  s.q_pack.resize(tiles.block_q * p.head_dim);
+  s.k_t.resize(p.head_dim * keys_pad);
+  s.v_pack.resize(tiles.block_k * dim_pad);
+  s.scores.resize(tiles.block_q * keys_pad);
+  s.acc.resize(tiles.block_q * dim_pad);
+  s.row_max.resize(tiles.block_q);
+  s.row_sum.resize(tiles.block_q);
+
+  const float scale_log2 = p.scale * static_cast<float>(M_LOG2E);
+  const auto* q = static_cast<const float*>(p.q);
+  const auto* k = static_cast<const float*>(p.k);
+  const auto* v = static_cast<const float*>(p.v);
+  auto* out = static_cast<float*>(p.out);
+  for (int64_t item = item_begin; item < item_end; ++item) {
+    const int64_t q_block = item % q_blocks;
+    const int64_t bh = item / q_blocks;
+    const int64_t b = bh / p.heads;
+    const int64_t h = bh % p.heads;
+    const int64_t q0 = q_block * tiles.block_q;
+    const int64_t rows = std::min(tiles.block_q, p.seq_q - q0);
+    attend_block(q + b * p.q_batch_stride + h * p.q_head_stride + q0 * p.q_row_stride, p.q_row_stride,
+                 k + b * p.k_batch_stride + h * p.k_head_stride, p.k_row_stride,
+                 v + b * p.v_batch_stride + h * p.v_head_stride, p.v_row_stride,
+                 out + b * p.out_batch_stride + h * p.out_head_stride + q0 * p.out_row_stride,
+                 p.out_row_stride, rows, p.seq_k, p.head_dim, scale_log2, tiles.block_k, s);
+  }
+}
+
+}  // namespace fewstep::cpu
