@@ -29,18 +29,20 @@ import importlib
 import json
 import logging
 import math
+import os
 import random
 import sys
 import time
+import warnings
 
 try:
     import torch
-    import diffusers  # noqa: F401  (presence check; the schedulers are imported below)
-except Exception as exc:  # pragma: no cover - depends on the environment
-    print(f"diffusers_samplers: skipping, cannot import torch/diffusers: {exc}")
-    sys.exit(77)
+    import diffusers
 
-import diffusers_harness as harness
+    import diffusers_harness as harness
+    IMPORT_ERROR = None
+except Exception as exc:  # pragma: no cover - depends on the environment
+    IMPORT_ERROR = exc
 
 DEFAULT_SEED = 20261130
 SHAPE = [1, 2, 4, 4]
@@ -443,7 +445,8 @@ def run_case(case, modules, promote=True):
                 trajectory.append((x * scale[point]).flatten().tolist())
     result = {
         "timesteps": timesteps,
-        "sigmas": sigmas,
+        # JSON has no infinity: a zero-terminal-SNR point's k-sigma is "inf".
+        "sigmas": [s if s is None or math.isfinite(s) else "inf" for s in sigmas],
         "model_timesteps": model_timesteps,
         "x_init": (x_start * scale[0]).flatten().tolist(),
         "x_scale": scale,
@@ -464,36 +467,80 @@ def run_case(case, modules, promote=True):
     return result, (x if error is None else None)
 
 
+ONE_STEP = {"DDIMScheduler", "DDPMScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
+            "HeunDiscreteScheduler", "LCMScheduler"}
+
+
+def _zero_length_last_step(sigmas):
+    """True when the last step has (up to rounding) zero length.
+
+    Karras/exponential sigmas already end at sigma_min, so appending the final
+    sigma_min (final_sigmas_type="sigma_min"; UniPC appends the last Karras
+    sigma itself) repeats it; DDIM with set_alpha_to_one=False does the same
+    when its last timestep is 0.
+    """
+    return (len(sigmas) > 2 and isinstance(sigmas[-1], float) and isinstance(sigmas[-2], float)
+            and sigmas[-1] > 0 and sigmas[-1] >= sigmas[-2] * (1 - 1e-12))
+
+
+def _drop_zero_length_step(case, result):
+    """Rewrites the expected results as fewstep defines them for a repeated
+    final sigma: make_schedule keeps sigmas strictly decreasing by dropping
+    the inner point before the final one (samplers/schedule.h), so fewstep
+    runs N-1 steps. For one-step samplers the dropped step is the identity,
+    so the rest of the run is unchanged.
+    """
+    n = case["steps"]
+    result["timesteps"] = result["timesteps"][:-1]
+    result["sigmas"] = result["sigmas"][:-2] + result["sigmas"][-1:]
+    result["x_scale"] = result["x_scale"][:-2] + result["x_scale"][-1:]
+    result["model_timesteps"] = result["model_timesteps"][:n - 1]
+    if len(result["trajectory"]) == n:
+        result["trajectory"] = result["trajectory"][:n - 2] + result["trajectory"][-1:]
+    else:  # diffusers failed on the zero-length step itself
+        result["trajectory"] = result["trajectory"][:n - 2]
+    result.pop("trajectory_corrected", None)
+    result["fewstep_steps"] = n - 1
+
+
 def comparison_scope(case, result):
     """What the C++ test may compare: ("all" | "trajectory" | "schedule", reason).
 
-    "all": schedule, trajectory and final sample. "trajectory": the schedule
-    and the trajectory diffusers completed; fewstep's final sample must only be
-    finite. "schedule": timesteps and sigmas only.
+    "all": schedule, model timesteps, trajectory and final sample.
+    "trajectory": the schedule and the first `compare_steps` trajectory
+    entries; fewstep's final sample must only be finite. "schedule": timesteps
+    and sigmas only. May rewrite `result` (see _drop_zero_length_step).
     """
     cls = case["diffusers_class"]
+    n = case["steps"]
     if cls == "DDIMScheduler":
         ts = [int(t) for t in result["timesteps"]]
-        if not ddim_prev_timesteps_agree(ts, case["diffusers_config"]["num_train_timesteps"], case["steps"]):
+        if not ddim_prev_timesteps_agree(ts, case["diffusers_config"]["num_train_timesteps"], n):
             return "schedule", ("ddim_prev_timestep: diffusers' DDIMScheduler.step steps to t - T//N, fewstep "
                                 "to the next schedule entry (issue 3: 'the next timestep always comes from the "
                                 "schedule array'); the two differ for this spacing and step count")
     error = result.get("diffusers_error")
+    if _zero_length_last_step(result["sigmas"]):
+        _drop_zero_length_step(case, result)
+        if cls in ONE_STEP and error is None:
+            result["x_final"] = result["trajectory"][-1]
+            return "all", None
+        # Multistep solvers: with one step fewer, fewstep's lower-order rules
+        # (lower_order_final, the "< 15 steps" test, singlestep order lists)
+        # apply to other steps than diffusers'; the last three steps can differ.
+        result.pop("x_final", None)
+        result["compare_steps"] = max(0, n - 4)
+        return "trajectory", (
+            "duplicate_final_sigma: diffusers repeats the last sigma (final_sigmas_type=sigma_min after "
+            "Karras/exponential sigmas) and takes a zero-length last step"
+            + (f", on which it fails ({error})" if error else "")
+            + "; fewstep drops the repeated point (schedule.h), so its multistep order rules shift and "
+              "only the schedule and the steps before the last three are compared")
     if error is None:
         return "all", None
-    last = f"step {case['steps'] - 1}:"
-    sig = result["sigmas"]
-    if (cls == "DPMSolverMultistepScheduler" and error.startswith(last) and len(sig) > 2
-            and abs(sig[-1] - sig[-2]) <= 1e-12 * sig[-2] and result["trajectory"]):
-        # Karras/exponential sigmas already end at sigma_min, so the appended
-        # final sigma_min makes a zero-length last step (h = 0 up to rounding);
-        # diffusers' higher-order update divides by h there. As h -> 0 every
-        # DPM-Solver++ update (2M, 3M, SDE) tends to x itself, so the expected
-        # final sample is x at point N-1.
-        result["x_final"] = result["trajectory"][-1]
-        return "trajectory", ("zero_length_final_step: diffusers divides by h = 0 on the last step "
-                              f"({error}); the expected final sample is the h -> 0 limit, x at point N-1")
+    last = f"step {n - 1}:"
     if cls == "UniPCMultistepScheduler" and error.startswith(last) and result["sigmas"][-1] == 0.0:
+        result["compare_steps"] = n - 1
         return "trajectory", (
             "unipc_final_step: on the last step to sigma 0, lambda = +inf, so diffusers' UniP "
             "evaluates B(h)=h (bh1) or divides by r_k = 0 (order > 1 without lower_order_final) and "
@@ -512,7 +559,14 @@ def main(argv=None):
                     help="also run in diffusers' own float32 and report the largest difference")
     ap.add_argument("--quiet", action="store_true", help="do not print the case list")
     args = ap.parse_args(argv)
+    # Never leave a stale file behind for the C++ test to read.
+    if os.path.exists(args.out):
+        os.remove(args.out)
+    if IMPORT_ERROR is not None:
+        print(f"diffusers_samplers: skipping, cannot import torch/diffusers: {IMPORT_ERROR}")
+        return 77
 
+    warnings.filterwarnings("ignore", category=FutureWarning)  # algorithm_type="dpmsolver"
     logging.getLogger("diffusers").setLevel(logging.ERROR)
     from diffusers.utils import logging as dlogging
     dlogging.set_verbosity_error()
@@ -533,8 +587,8 @@ def main(argv=None):
         for i in range(args.cases_per_sampler):
             case = make_case(rng, sampler, i)
             result, x_final = run_case(case, modules)
-            case.update(result)
             scope, reason = comparison_scope(case, result)
+            case.update(result)
             case["compare"] = scope
             if reason:
                 case["known_different"] = reason
@@ -547,10 +601,15 @@ def main(argv=None):
             cases.append(case)
             if not args.quiet:
                 print(describe(case))
+    # One evaluation of the toy model, so the C++ test can check its twin first.
+    toy_x = torch.randn([2] + SHAPE[1:], generator=torch.Generator().manual_seed(args.seed), dtype=torch.float64)
+    toy_check = {"t": 537.25, "x": toy_x.flatten().tolist(), "shape": [2] + SHAPE[1:],
+                 "out": harness.toy_model(toy_x, 537.25).flatten().tolist()}
     doc = {"version": 1, "seed": args.seed, "shape": SHAPE, "toy_model": harness.TOY_MODEL_DOC,
+           "toy_check": toy_check,
            "diffusers_version": diffusers.__version__, "cases": cases}
     with open(args.out, "w") as fh:
-        json.dump(doc, fh)
+        json.dump(doc, fh, allow_nan=False)
     print(f"diffusers_samplers: wrote {len(cases)} cases to {args.out} in {time.time() - start:.1f} s")
     return 0
 
