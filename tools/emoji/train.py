@@ -81,7 +81,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--ema-max", type=float, default=0.999)
     ap.add_argument("--gamma", type=float, default=5.0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2,
+                    help="most intra-op threads; 1 is used while other processes load the CPU")
     ap.add_argument("--max-steps", type=int, default=10 ** 9)
     ap.add_argument("--stop-at", default="", help="UTC HH:MM after which to save and stop")
     ap.add_argument("--save-min", type=float, default=10.0)
@@ -150,6 +151,11 @@ def main():
     while step < args.max_steps and not stop["now"]:
         if args.stop_at and time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
             break
+        if step % 20 == 0:
+            # On a shared, oversubscribed CPU a 2-thread OpenMP step waits at
+            # every barrier for a descheduled thread; one thread is faster then.
+            others = os.getloadavg()[0] - torch.get_num_threads()
+            torch.set_num_threads(args.threads if others < 0.7 else 1)
         t0 = time.time()
         idx = torch.multinomial(weights, args.batch, replacement=True, generator=gen)
         x0 = imgs[idx]
@@ -187,8 +193,9 @@ def main():
             log.write("%d,%.5f,%.3g,%.0f,%s\n" % (step, acc / acc_n, lr, train_s,
                                                   time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())))
             log.flush()
-            print("step %d loss %.4f lr %.2g %.2fs/step" % (step, acc / acc_n, lr,
-                                                              time.time() - t0), flush=True)
+            print("step %d loss %.4f lr %.2g %.2fs/step threads %d load %.1f" % (
+                step, acc / acc_n, lr, time.time() - t0, torch.get_num_threads(),
+                os.getloadavg()[0]), flush=True)
             acc, acc_n = 0.0, 0
         if time.time() - last_save > args.save_min * 60:
             save()
