@@ -17,6 +17,14 @@ const at::Tensor& StepNoise::at_step(int64_t i) {
 
 namespace detail {
 
+bool is_flow_path(const Schedule& s) {
+  for (int64_t i = 0; i <= s.steps(); ++i) {
+    const double a = alpha_at(s, i), sg = sigma_at(s, i);
+    if (sg > 1e-9 && sg < 1 - 1e-9) return std::abs(a + sg - 1.0) < 1e-9;
+  }
+  return false;
+}
+
 NoiseLevels levels_at(const Schedule& s, int64_t i, int64_t rows) {
   auto opts = at::TensorOptions().dtype(at::kDouble);
   return {at::full({rows}, alpha_at(s, i), opts), at::full({rows}, sigma_at(s, i), opts),

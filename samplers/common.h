@@ -20,9 +20,9 @@ inline double lambda_at(const Schedule& s, int64_t i) {
   return sg > 0 ? std::log(alpha_at(s, i)) - std::log(sg) : std::numeric_limits<double>::infinity();
 }
 
-/// k-diffusion sigma σ/α at point i (Karras et al. 2022); the x/α scaling
-/// turns x = α·x0 + σ·ε into x0 + (σ/α)·ε.
-inline double k_sigma_at(const Schedule& s, int64_t i) { return sigma_at(s, i) / alpha_at(s, i); }
+/// True for a rectified-flow path (α + σ = 1 at the interior points), false
+/// for variance-preserving ones (α² + σ² = 1).
+bool is_flow_path(const Schedule& s);
 
 /// Noise levels of point i repeated for `rows` rows.
 NoiseLevels levels_at(const Schedule& s, int64_t i, int64_t rows);
