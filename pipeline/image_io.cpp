@@ -2,6 +2,7 @@
 #include "pipeline/image_io.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -17,8 +18,11 @@
 namespace fewstep {
 namespace {
 
-void put_be32(std::vector<uint8_t>& out, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<uint8_t>(v >> s));
+void set_be32(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
 }
 
 uint32_t get_be32(const uint8_t* p) {
@@ -36,17 +40,19 @@ void append_to_vector(void* ctx, void* data, int size) {
 std::vector<uint8_t> text_chunk(const std::string& keyword, const std::string& text) {
   bool ascii = true;
   for (unsigned char c : text) ascii &= c < 0x80;
-  std::string type = ascii ? "tEXt" : "iTXt";
-  std::string data = keyword + '\0';
-  if (!ascii) data += std::string("\0\0\0\0", 4);  // compression flag, method, language tag, translated keyword
+  const char* type = ascii ? "tEXt" : "iTXt";
+  std::string data = keyword;
+  data.push_back('\0');
+  if (!ascii) data.append(4, '\0');  // compression flag, method, empty language tag, empty translated keyword
   data += text;
-  std::vector<uint8_t> chunk;
-  put_be32(chunk, static_cast<uint32_t>(data.size()));
-  chunk.insert(chunk.end(), type.begin(), type.end());
-  chunk.insert(chunk.end(), data.begin(), data.end());
+  // length (4) + type (4) + data + CRC (4), the CRC covering type and data.
+  std::vector<uint8_t> chunk(12 + data.size());
+  set_be32(chunk.data(), static_cast<uint32_t>(data.size()));
+  std::memcpy(chunk.data() + 4, type, 4);
+  std::memcpy(chunk.data() + 8, data.data(), data.size());
   uLong crc = crc32(0L, Z_NULL, 0);
-  crc = crc32(crc, chunk.data() + 4, static_cast<uInt>(chunk.size() - 4));
-  put_be32(chunk, static_cast<uint32_t>(crc));
+  crc = crc32(crc, chunk.data() + 4, static_cast<uInt>(4 + data.size()));
+  set_be32(chunk.data() + 8 + data.size(), static_cast<uint32_t>(crc));
   return chunk;
 }
 
@@ -109,7 +115,10 @@ std::filesystem::path write_file_atomic(const std::filesystem::path& path, const
                                         bool overwrite) {
   check_writable(path);
   std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  std::string tmpl = (dir / ("." + path.filename().string() + ".tmp-XXXXXX")).string();
+  std::string tmp_name = ".";  // built in steps: GCC 12 warns falsely (-Wrestrict) on "." + string
+  tmp_name += path.filename().string();
+  tmp_name += ".tmp-XXXXXX";
+  std::string tmpl = (dir / tmp_name).string();
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
   int fd = mkstemp(name.data());

@@ -17,7 +17,7 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 APT_PACKAGES=(
   g++ cmake ninja-build pkg-config git python3 python3-venv python3-pip
   libcli11-dev libstb-dev nlohmann-json3-dev googletest libgtest-dev
-  libre2-dev zlib1g-dev fonts-dejavu-core
+  libre2-dev libicu-dev zlib1g-dev fonts-dejavu-core
   fonts-noto-color-emoji unicode-cldr-core
 )
 missing=()
