@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--save-min", type=float, default=10.0)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (random numbers stay on the CPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -101,6 +102,7 @@ def main():
                      CONFIG["text_layers"], CONFIG["channels"], CONFIG["attn"])
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
+    dev = torch.device(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     step, ema_n, train_s = 0, 0, 0.0
     committed = torch.load(CKPT, map_location="cpu") if os.path.exists(CKPT) else None
@@ -109,7 +111,6 @@ def main():
     if local is not None and (committed is None or local["step"] >= committed["step"]):
         model.load_state_dict(local["model"])
         ema.load_state_dict(local["ema"])
-        opt.load_state_dict(local["opt"])
         step, ema_n, train_s = local["step"], local["ema_n"], local["train_s"]
         warm_from = local.get("warm_from", 0)
         print("resumed from local state at step %d" % step, flush=True)
@@ -119,6 +120,10 @@ def main():
         step, ema_n, train_s = committed["step"], committed["ema_n"], committed["train_s"]
         warm_from = step  # fresh optimiser: warm up again
         print("resumed from committed checkpoint at step %d" % step, flush=True)
+    model.to(dev)
+    ema.to(dev)
+    if local is not None and "opt" in local and (committed is None or local["step"] >= committed["step"]):
+        opt.load_state_dict(local["opt"])  # after .to(dev): moments follow the parameters
     print("params: text %d unet %d; train images %d" % (
         count(model.text_encoder), count(model.unet), len(caps)), flush=True)
 
@@ -151,7 +156,7 @@ def main():
     while step < args.max_steps and not stop["now"]:
         if args.stop_at and time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
             break
-        if step % 20 == 0:
+        if step % 20 == 0 and dev.type == "cpu":
             # On a shared, oversubscribed CPU a 2-thread OpenMP step waits at
             # every barrier for a descheduled thread; one thread is faster then.
             others = os.getloadavg()[0] - torch.get_num_threads()
@@ -173,7 +178,8 @@ def main():
         lr = args.lr * min(1.0, (step - warm_from + 1) / args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        pred = model(xt, t.float(), c)
+        xt, v, w, c = xt.to(dev), v.to(dev), w.to(dev), c.to(dev)
+        pred = model(xt, t.float().to(dev), c)
         per = ((pred - v) ** 2).mean(dim=(1, 2, 3))
         loss = (w * per).mean()
         opt.zero_grad(set_to_none=True)
