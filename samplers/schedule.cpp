@@ -321,7 +321,11 @@ Schedule make_schedule(const SchedulerConfig& cfg, const SamplerInfo& sampler, i
     std::vector<double> t =
         family == "lcm" ? lcm_timesteps(steps, T, option_int(resolved, "original_inference_steps", 50))
                         : spaced_timesteps(family, spacing, steps, T, cfg.steps_offset.value_or(0));
-    for (double& v : t) v = std::min(v, static_cast<double>(T - 1));
+    for (size_t i = 1; i < t.size(); ++i)
+      if (!(t[i] < t[i - 1]))
+        throw SamplerError("timestep_spacing=" + spacing + " gives repeated timesteps at " + std::to_string(steps) +
+                           " steps (" + std::to_string(T) + " training steps); use trailing or linspace");
+    for (double& v : t) v = std::min(v, static_cast<double>(T - 1));  // leading + steps_offset at steps = T
     if (sigma_spacing == "karras" || sigma_spacing == "exponential") {
       // Euler family: the spacing's own sigma range; others: the training range.
       double s_min = k_sigma_at_index(ac, 0), s_max = k_sigma_at_index(ac, T - 1);

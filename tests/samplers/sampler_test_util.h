@@ -1,0 +1,68 @@
+// Helpers shared by the sampler tests: run a registry sampler on an analytic
+// model from seeded unit noise.
+#pragma once
+
+#include "samplers/denoiser.h"
+#include "samplers/registry.h"
+#include "samplers/sample.h"
+#include "samplers/schedule.h"
+#include "unet/analytic.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <optional>
+#include <string>
+
+namespace fewstep::test {
+
+/// Seeded unit noise [batch, C, H, W] for a model.
+inline at::Tensor unit_noise(const AnalyticModel& m, int64_t batch, uint64_t seed, at::ScalarType dtype) {
+  std::vector<int64_t> shape = {batch};
+  shape.insert(shape.end(), m.sample_shape().begin(), m.sample_shape().end());
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::randn(shape, g, at::TensorOptions().dtype(at::kDouble)).to(dtype);
+}
+
+struct Run {
+  at::Tensor x;         ///< the result
+  at::Tensor x_start;   ///< x at point 0
+  Schedule schedule;
+  SampleStats stats;
+};
+
+struct RunArgs {
+  std::string sampler;
+  int64_t steps = 10;
+  SamplerOptions options = {};
+  std::optional<std::string> spacing = {};
+  at::ScalarType dtype = at::kDouble;
+  int64_t batch = 2;
+  uint64_t noise_seed = 1;
+  uint64_t step_seed = 7;
+  std::optional<PicardOptions> picard = {};
+  std::optional<SchedulerConfig> config = {};  ///< defaults to the model's
+};
+
+inline Run run_sampler(AnalyticModel& model, const RunArgs& a) {
+  const SamplerInfo& info = find_sampler(a.sampler);
+  const SamplerOptions resolved = resolve_sampler_options(info, a.options);
+  SchedulerConfig cfg = a.config.value_or(model.scheduler_config());
+  if (a.spacing) cfg.timestep_spacing = *a.spacing;
+  Run r;
+  r.schedule = make_schedule(cfg, info, a.steps, resolved);
+  auto denoiser = make_model_denoiser(model.model_fn(), cfg);
+  const at::Tensor noise = unit_noise(model, a.batch, a.noise_seed, a.dtype);
+  r.x_start = noise.to(at::kDouble) * initial_noise_scale(r.schedule);
+  r.x = sample(info, r.schedule, *denoiser, noise, resolved, a.step_seed, {}, a.picard, &r.stats);
+  return r;
+}
+
+/// The schedule's point i as a NoisePoint.
+inline NoisePoint point(const Schedule& s, int64_t i) {
+  return {s.timesteps[i].item<double>(), s.alphas[i].item<double>(), s.sigmas[i].item<double>()};
+}
+
+/// Root-mean-square of a tensor.
+inline double rms(const at::Tensor& t) { return t.to(at::kDouble).pow(2).mean().sqrt().item<double>(); }
+
+}  // namespace fewstep::test
