@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/record_function.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -51,6 +52,10 @@ std::unique_ptr<Pipeline> Pipeline::load(const std::string& model, const Runtime
   const auto t0 = Clock::now();
   std::unique_ptr<Pipeline> p(new Pipeline());
   at::set_num_threads(rt.threads > 0 ? rt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  // The profiling graph executor spends its first calls profiling and
+  // re-optimising; a CLI run makes only a handful of calls, so run the
+  // graphs as loaded.
+  torch::jit::setGraphExecutorOptimize(false);
 
   try {
     p->device_ = at::Device(rt.device);
