@@ -149,6 +149,19 @@ PeerCase parse_case(const nlohmann::json& j, const std::vector<int64_t>& shape) 
   if (c.trajectory.size() > compare_steps) c.trajectory.resize(compare_steps);
   if (j.contains("trajectory_corrected")) c.trajectory_corrected = flats(j["trajectory_corrected"]);
   if (j.contains("step_noise")) c.step_noise = flats(j["step_noise"]);
+  if (j.contains("alternative")) {
+    nlohmann::json merged = j;
+    for (const char* key : {"alternative", "compare_steps", "x_final", "known_different", "trajectory_corrected"})
+      merged.erase(key);
+    merged.update(j["alternative"]);
+    c.alternatives.push_back(parse_case(merged, shape));
+  }
+  return c;
+}
+
+const PeerCase& expectation_for(const PeerCase& c, int64_t steps) {
+  for (const PeerCase& alt : c.alternatives)
+    if (static_cast<int64_t>(alt.timesteps.size()) == steps) return alt;
   return c;
 }
 

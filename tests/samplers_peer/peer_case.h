@@ -37,7 +37,15 @@ struct PeerCase {
   std::vector<Flat> trajectory;             ///< x after step i (point i+1), for the steps diffusers completed
   std::vector<Flat> trajectory_corrected;   ///< UniPC: corrected x at points 1..N-1
   std::vector<Flat> step_noise;             ///< stochastic samplers: the noise of step i
+  /// Other valid expectations with a different step count (fewstep may drop
+  /// a repeated final sigma); compare against the one whose step count
+  /// matches fewstep's schedule (expectation_for).
+  std::vector<PeerCase> alternatives;
 };
+
+/// The expectation (the case or one of its alternatives) with `steps` schedule steps; the case
+/// itself when none matches.
+const PeerCase& expectation_for(const PeerCase& c, int64_t steps);
 
 /// Reads a case from the oracle's JSON object. Throws nlohmann::json
 /// exceptions or std::runtime_error on a malformed case.

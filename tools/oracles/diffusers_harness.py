@@ -7,7 +7,8 @@ Three pieces, shared by `diffusers_samplers.py`:
 * `promoted_to_float64(modules)`: diffusers builds betas, alphas_cumprod and
   sigmas in float32 (`torch.float32`, `np.float32` written in the scheduler
   modules). Inside this context those two names resolve to float64 in the
-  given scheduler modules only, so the oracle runs diffusers' own algorithm
+  given scheduler modules only (and torch's default dtype is float64), so
+  the oracle runs diffusers' own algorithm
   with float64 schedules. Differences from fewstep at the 1e-6 level are then
   algorithmic, not float32 rounding. `--check-promotion` in the driver shows
   that promotion changes results only at float32's rounding level.
@@ -69,16 +70,21 @@ class _Float64View(types.ModuleType):
 
 @contextlib.contextmanager
 def promoted_to_float64(modules, enabled=True):
-    """Within the block, `torch.float32`/`np.float32` mean float64 in `modules`."""
+    """Within the block, `torch.float32`/`np.float32` mean float64 in `modules`,
+    and torch's default dtype is float64 (LCMScheduler multiplies its int64
+    timestep by a python float, which would otherwise give float32)."""
     saved = []
+    default_dtype = torch.get_default_dtype()
     try:
         if enabled:
+            torch.set_default_dtype(torch.float64)
             for mod in modules:
                 saved.append((mod, mod.torch, mod.np))
                 mod.torch = _Float64View(torch)
                 mod.np = _Float64View(np)
         yield
     finally:
+        torch.set_default_dtype(default_dtype)
         for mod, t, n in saved:
             mod.torch, mod.np = t, n
 

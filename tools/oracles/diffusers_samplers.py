@@ -443,6 +443,17 @@ def run_case(case, modules, promote=True):
                     error = f"step {point - 1}: non-finite sample"
                     break
                 trajectory.append((x * scale[point]).flatten().tolist())
+    note = None
+    if (cls == "UniPCMultistepScheduler" and error == f"step {steps - 1}: non-finite sample"
+            and sched.config.solver_type == "bh1" and sched.this_order == 1 and sigmas[-1] == 0.0):
+        # UniP-1 to sigma 0 (lambda = +inf) is x_t = m0, the data prediction,
+        # for any B(h) (the B(h) term multiplies a zero residual); diffusers'
+        # bh1 takes B(h) = h = inf and returns inf*0 = NaN. The limit is used.
+        x = sched.model_outputs[-1]
+        trajectory.append(x.flatten().tolist())
+        error = None
+        note = ("unipc bh1 last step: diffusers returns NaN (B(h) = h = inf times a zero residual); the "
+                "expected final sample is the UniP-1 limit x = m0 (diffusers' converted model output)")
     result = {
         "timesteps": timesteps,
         # JSON has no infinity: a zero-terminal-SNR point's k-sigma is "inf".
@@ -453,6 +464,8 @@ def run_case(case, modules, promote=True):
         "trajectory": trajectory,
         "noise_draw_steps": plan.draws,
     }
+    if note:
+        result["note"] = note
     if corrected:
         # UniPC: diffusers' step i returns the predictor at point i+1; the
         # corrector (UniC) updates it at the start of step i+1. These are the
@@ -484,23 +497,33 @@ def _zero_length_last_step(sigmas):
 
 
 def _drop_zero_length_step(case, result):
-    """Rewrites the expected results as fewstep defines them for a repeated
-    final sigma: make_schedule keeps sigmas strictly decreasing by dropping
-    the inner point before the final one (samplers/schedule.h), so fewstep
-    runs N-1 steps. For one-step samplers the dropped step is the identity,
-    so the rest of the run is unchanged.
+    """The expected results as fewstep defines them when it drops the repeated
+    final sigma: make_schedule keeps sigmas strictly decreasing by dropping the
+    inner point before the final one (samplers/schedule.h), so fewstep runs
+    N-1 steps. For one-step samplers the dropped step is the identity, so the
+    rest of the run is unchanged. Returns (fields, scope, reason).
     """
     n = case["steps"]
-    result["timesteps"] = result["timesteps"][:-1]
-    result["sigmas"] = result["sigmas"][:-2] + result["sigmas"][-1:]
-    result["x_scale"] = result["x_scale"][:-2] + result["x_scale"][-1:]
-    result["model_timesteps"] = result["model_timesteps"][:n - 1]
-    if len(result["trajectory"]) == n:
-        result["trajectory"] = result["trajectory"][:n - 2] + result["trajectory"][-1:]
-    else:  # diffusers failed on the zero-length step itself
-        result["trajectory"] = result["trajectory"][:n - 2]
-    result.pop("trajectory_corrected", None)
-    result["fewstep_steps"] = n - 1
+    alt = {
+        "timesteps": result["timesteps"][:-1],
+        "sigmas": result["sigmas"][:-2] + result["sigmas"][-1:],
+        "x_scale": result["x_scale"][:-2] + result["x_scale"][-1:],
+        "model_timesteps": result["model_timesteps"][:n - 1],
+    }
+    completed = len(result["trajectory"]) == n
+    alt["trajectory"] = (result["trajectory"][:n - 2] + result["trajectory"][-1:] if completed
+                         else result["trajectory"][:n - 2])
+    if case["diffusers_class"] in ONE_STEP and completed:
+        alt["x_final"] = alt["trajectory"][-1]
+        return alt, "all", None
+    # Multistep solvers: with one step fewer, fewstep's lower-order rules
+    # (lower_order_final, the "< 15 steps" test, singlestep order lists)
+    # apply to other steps than diffusers'; the last three steps can differ.
+    alt["compare_steps"] = max(0, n - 4)
+    return alt, "trajectory", (
+        "duplicate_final_sigma: diffusers repeats the last sigma and takes a zero-length last step; "
+        "fewstep dropped the repeated point (schedule.h), so its multistep order rules shift and only "
+        "the schedule and the steps before the last three are compared")
 
 
 def comparison_scope(case, result):
@@ -509,10 +532,22 @@ def comparison_scope(case, result):
     "all": schedule, model timesteps, trajectory and final sample.
     "trajectory": the schedule and the first `compare_steps` trajectory
     entries; fewstep's final sample must only be finite. "schedule": timesteps
-    and sigmas only. May rewrite `result` (see _drop_zero_length_step).
+    and sigmas only. May rewrite `result`; adds result["alternative"] (the
+    same fields and its own scope) when fewstep may legitimately run a
+    different number of steps (the C++ test picks the one matching fewstep's
+    schedule).
     """
     cls = case["diffusers_class"]
     n = case["steps"]
+    if len(result["timesteps"]) > n:
+        # numpy's float arange(T, 0, -T/N) yields N+1 values for some T, N;
+        # the extra one rounds to timestep -1, which diffusers then indexes
+        # from the end of alphas_cumprod.
+        result["timesteps"] = result["timesteps"][:n]
+        result["sigmas"] = result["sigmas"][:n] + result["sigmas"][-1:]
+        return "schedule", ("trailing_arange_extra_step: diffusers' trailing spacing yields N+1 timesteps for "
+                            "this T and N (numpy float arange; the last is -1); fewstep yields exactly N "
+                            "(schedule.h), so only the first N timesteps are compared")
     if cls == "DDIMScheduler":
         ts = [int(t) for t in result["timesteps"]]
         if not ddim_prev_timesteps_agree(ts, case["diffusers_config"]["num_train_timesteps"], n):
@@ -520,30 +555,32 @@ def comparison_scope(case, result):
                                 "to the next schedule entry (issue 3: 'the next timestep always comes from the "
                                 "schedule array'); the two differ for this spacing and step count")
     error = result.get("diffusers_error")
+    last = f"step {n - 1}:"
     if _zero_length_last_step(result["sigmas"]):
-        _drop_zero_length_step(case, result)
-        if cls in ONE_STEP and error is None:
-            result["x_final"] = result["trajectory"][-1]
-            return "all", None
-        # Multistep solvers: with one step fewer, fewstep's lower-order rules
-        # (lower_order_final, the "< 15 steps" test, singlestep order lists)
-        # apply to other steps than diffusers'; the last three steps can differ.
-        result.pop("x_final", None)
-        result["compare_steps"] = max(0, n - 4)
-        return "trajectory", (
-            "duplicate_final_sigma: diffusers repeats the last sigma (final_sigmas_type=sigma_min after "
-            "Karras/exponential sigmas) and takes a zero-length last step"
-            + (f", on which it fails ({error})" if error else "")
-            + "; fewstep drops the repeated point (schedule.h), so its multistep order rules shift and "
-              "only the schedule and the steps before the last three are compared")
+        # fewstep drops the repeated point only when it is exactly repeated
+        # after its own rounding; both outcomes are valid, so both are written.
+        alt, alt_scope, alt_reason = _drop_zero_length_step(case, result)
+        alt["compare"] = alt_scope
+        if alt_reason:
+            alt["known_different"] = alt_reason
+        result["alternative"] = alt
+        if cls not in ONE_STEP or error is not None:
+            # A multistep update over h ~ 1e-16 is ill-conditioned: divided
+            # differences over h, (e^-h - 1 + h)/h^2, the SDE's sqrt(1 - e^-2h)
+            # turn rounding into O(1e-8..1) changes (or NaN in diffusers).
+            result["compare_steps"] = n - 1
+            result.pop("x_final", None)
+            return "trajectory", (
+                "zero_length_final_step: the last step has h = 0 up to rounding, where diffusers' "
+                f"update is ill-conditioned{f' and fails ({error})' if error else ''}; the steps before it "
+                "are compared and fewstep's final sample must be finite")
     if error is None:
         return "all", None
-    last = f"step {n - 1}:"
     if cls == "UniPCMultistepScheduler" and error.startswith(last) and result["sigmas"][-1] == 0.0:
         result["compare_steps"] = n - 1
         return "trajectory", (
-            "unipc_final_step: on the last step to sigma 0, lambda = +inf, so diffusers' UniP "
-            "evaluates B(h)=h (bh1) or divides by r_k = 0 (order > 1 without lower_order_final) and "
+            "unipc_final_step: the last step goes to sigma 0 (lambda = +inf) with order > 1 "
+            "(lower_order_final off), where UniP's divided differences over r_k = 0 diverge; diffusers "
             f"returns NaN/Inf or raises ({error}); only the steps before it are compared and fewstep's "
             "final sample must be finite")
     return "schedule", f"diffusers failed: {error}"
