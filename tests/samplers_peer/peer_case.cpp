@@ -124,6 +124,7 @@ PeerCase parse_case(const nlohmann::json& j, const std::vector<int64_t>& shape) 
   c.compare = j.at("compare").get<std::string>();
   c.known_different = j.value("known_different", std::string());
   c.diffusers_error = j.value("diffusers_error", std::string());
+  c.note = j.value("note", std::string());
   c.steps = j.at("steps").get<int64_t>();
   c.noise_seed = j.at("noise_seed").get<uint64_t>();
   c.stochastic = j.at("stochastic").get<bool>();

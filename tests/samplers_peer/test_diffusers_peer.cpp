@@ -23,8 +23,16 @@
 //     schedule entry; they agree for "leading" spacing and for "trailing" when
 //     N divides T, and only those are run through the sampler;
 //   - duplicate_final_sigma: fewstep drops a repeated final sigma;
+//   - zero_length_final_step: diffusers' multistep update over h = 0 (up to
+//     rounding) is ill-conditioned;
 //   - unipc_final_step: diffusers' UniPC returns NaN/Inf on a last step to sigma 0
-//     with bh1 or with order > 1 there.
+//     with order > 1 there;
+//   - trailing_arange_extra_step: diffusers' trailing spacing yields N+1 timesteps
+//     for some T and N (numpy float arange).
+// Where diffusers is wrong on one step only, the oracle corrects that step and
+// says so in a `note` printed here: UniPC bh1's last step (B(h) = h = inf times
+// a zero residual, NaN; the UniP-1 limit x0 is expected) and DDPM fixed_large's
+// last-step noise when its timestep is > 0 (Ho et al. 2020 Alg. 2 adds none).
 // Without diffusers the oracle exits 77 (skipped) and these tests skip.
 #include "samplers/registry.h"
 #include "tests/samplers_peer/peer_case.h"
@@ -118,6 +126,7 @@ void check_sampler(const std::string& sampler) {
       std::cout << "[ narrowed ] " << c->id << " compares " << c->compare << " only: " << c->known_different
                 << "\n";
     }
+    if (!c->note.empty()) std::cout << "[ note     ] " << c->id << ": " << c->note << "\n";
     if (problems.empty()) continue;
     ++failed;
     std::string msg;

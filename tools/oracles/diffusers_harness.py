@@ -93,14 +93,16 @@ class NoisePlan:
     """Per-step noise handed to diffusers' `randn_tensor` calls.
 
     The driver sets `step` before each scheduler.step call; a draw returns
-    `noise[step]` (a [shape] float64 tensor). `draws` records the step index
-    of every draw, so the JSON can say which steps consumed noise.
+    `noise[step]` (a [shape] float64 tensor), or zeros for a step listed in
+    `zero_steps`. `draws` records the step index of every draw, so the JSON
+    can say which steps consumed noise.
     """
 
     def __init__(self, noise):
         self.noise = noise
         self.step = None
         self.draws = []
+        self.zero_steps = set()  # steps whose draws return zeros instead
 
     def randn_tensor(self, shape, generator=None, device=None, dtype=None, layout=None):
         if self.step is None or self.step >= len(self.noise):
@@ -109,6 +111,8 @@ class NoisePlan:
         if tuple(shape) != tuple(planned.shape):
             raise RuntimeError(f"noise shape {tuple(shape)} != planned {tuple(planned.shape)}")
         self.draws.append(self.step)
+        if self.step in self.zero_steps:
+            planned = torch.zeros_like(planned)
         return planned.clone().to(dtype if dtype is not None else torch.float64)
 
 

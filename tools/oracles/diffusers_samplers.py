@@ -169,8 +169,9 @@ def gen_ddpm(rng):
     d["_cls"] = "DDPMScheduler"
     _spacing(rng, d, f)
     _x0_limits(rng, d, f)
-    d["variance_type"] = "fixed_small"
-    return d, f, {}, {}
+    variance = rng.choice(["fixed_small", "fixed_small", "fixed_large"])
+    d["variance_type"] = variance
+    return d, f, ({"variance_type": variance} if variance != "fixed_small" else {}), {}
 
 
 def gen_euler(rng):
@@ -198,33 +199,34 @@ def gen_heun(rng):
     return d, f, {}, {}
 
 
-def _multistep(rng, cls, order, algorithm):
+def _multistep(rng, cls, orders, algorithm):
     d, f = _training(rng, ["epsilon", "v_prediction", "sample"], True)
     d["_cls"] = cls
     _spacing(rng, d, f)
     _sigma_spacing(rng, d, f)
     _final_sigma(rng, d, f)
     _x0_limits(rng, d, f)
+    order = rng.choice(orders)
     solver_type = rng.choice(["midpoint", "heun"])
     lower_order_final = rng.random() < 0.7
     euler_at_final = rng.random() < 0.2
     d.update(solver_order=order, algorithm_type=algorithm, solver_type=solver_type,
              lower_order_final=lower_order_final, euler_at_final=euler_at_final)
-    opts = {"solver_type": solver_type, "lower_order_final": _bool(lower_order_final),
-            "euler_at_final": _bool(euler_at_final)}
+    opts = {"solver_order": str(order), "solver_type": solver_type,
+            "lower_order_final": _bool(lower_order_final), "euler_at_final": _bool(euler_at_final)}
     return d, f, opts, {}
 
 
 def gen_dpmpp_2m(rng):
-    return _multistep(rng, "DPMSolverMultistepScheduler", 2, "dpmsolver++")
+    return _multistep(rng, "DPMSolverMultistepScheduler", [2, 2, 2, 1, 3], "dpmsolver++")
 
 
 def gen_dpmpp_3m(rng):
-    return _multistep(rng, "DPMSolverMultistepScheduler", 3, "dpmsolver++")
+    return _multistep(rng, "DPMSolverMultistepScheduler", [3], "dpmsolver++")
 
 
 def gen_dpmpp_2m_sde(rng):
-    return _multistep(rng, "DPMSolverMultistepScheduler", 2, "sde-dpmsolver++")
+    return _multistep(rng, "DPMSolverMultistepScheduler", [2, 2, 2, 1], "sde-dpmsolver++")
 
 
 def gen_dpm_solver(rng):
@@ -245,9 +247,11 @@ def gen_dpm_solver(rng):
     # timestep=None and fails on a shape mismatch (a diffusers bug).
     _x0_limits(rng, d, f, allow_threshold=algorithm != "dpmsolver")
     order = rng.choice([1, 2, 3])
+    solver_type = rng.choice(["midpoint", "heun"])
     lower_order_final = rng.random() < 0.6
-    d.update(solver_order=order, algorithm_type=algorithm, lower_order_final=lower_order_final)
-    opts = {"solver_order": str(order), "algorithm_type": algorithm,
+    d.update(solver_order=order, algorithm_type=algorithm, solver_type=solver_type,
+             lower_order_final=lower_order_final)
+    opts = {"solver_order": str(order), "algorithm_type": algorithm, "solver_type": solver_type,
             "lower_order_final": _bool(lower_order_final)}
     return d, f, opts, {}
 
@@ -407,6 +411,7 @@ def run_case(case, modules, promote=True):
                              if case["stochastic"] else [])
     model_timesteps, trajectory, corrected = [], [], []
     error = None
+    note = None
     with harness.promoted_to_float64(modules, promote), harness.injected_noise(modules, plan):
         sched = getattr(mod, cls)(**case["diffusers_config"])
         sched.set_timesteps(steps)
@@ -416,6 +421,14 @@ def run_case(case, modules, promote=True):
             # rounding duplicated t0 (Karras), skipping a step.
             sched.set_begin_index(0)
         timesteps, sigmas = _schedule_points(sched, cls)
+        if (cls == "DDPMScheduler" and case["diffusers_config"].get("variance_type") == "fixed_large"
+                and timesteps[-1] > 0):
+            # diffusers adds noise of variance beta_t = 1 - alphas_cumprod[t] on the
+            # last step whenever its t > 0; Ho et al. 2020 Alg. 2 (z = 0 on the last
+            # step) and fewstep add none there. Zero noise gives the Alg. 2 result.
+            plan.zero_steps.add(steps - 1)
+            note = ("ddpm fixed_large: diffusers adds beta_t noise on a last step with t > 0; the oracle "
+                    "feeds it zero noise there (Ho et al. 2020 Alg. 2: z = 0 on the last step)")
         scale = [1.0 / math.sqrt(1.0 + s * s) if cls in EULER_FAMILY else 1.0 for s in sigmas]
         x = noise0 * sched.init_noise_sigma
         x_start = x.clone()
@@ -443,7 +456,6 @@ def run_case(case, modules, promote=True):
                     error = f"step {point - 1}: non-finite sample"
                     break
                 trajectory.append((x * scale[point]).flatten().tolist())
-    note = None
     if (cls == "UniPCMultistepScheduler" and error == f"step {steps - 1}: non-finite sample"
             and sched.config.solver_type == "bh1" and sched.this_order == 1 and sigmas[-1] == 0.0):
         # UniP-1 to sigma 0 (lambda = +inf) is x_t = m0, the data prediction,
