@@ -27,7 +27,24 @@ LoadedModel load_model_source(const std::string& model, bool fused_attention) {
   LoadedModel out;
   if (model.rfind("analytic:", 0) == 0) {
 #ifdef FEWSTEP_HAVE_ANALYTIC
-    out = load_analytic_model(model);
+    std::unique_ptr<AnalyticModel> am;
+    try {
+      am = make_analytic_model(parse_analytic_spec(model));
+    } catch (const AnalyticSpecError& e) {
+      throw ModelError(std::string("--model: ") + e.what());
+    }
+    ModelManifest& m = out.manifest;
+    m.name = model;
+    m.kind = "pixel";
+    m.in_channels = am->sample_shape()[0];
+    m.sample_height = am->sample_shape()[1];
+    m.sample_width = am->sample_shape()[2];
+    m.unet.form = "analytic";
+    m.unet.downsample_factor = 1;
+    m.scheduler = am->scheduler_config();
+    m.defaults = ModelDefaults{"ddim", 20, 1.0, m.sample_width, m.sample_height};
+    m.license = "analytic (no weights)";
+    out.model = std::move(am);
     out.analytic = true;
     return out;
 #else

@@ -78,6 +78,7 @@ std::unique_ptr<Pipeline> Pipeline::load(const std::string& model, const Runtime
   p->tokenizer_ = std::move(loaded.tokenizer);
 
   const bool analytic = loaded.analytic;
+  p->analytic_ = analytic;
   if (p->model_dtype_ == at::kDouble && !analytic)
     throw std::invalid_argument("--dtype: fp64 is only for analytic models (use fp32, fp16 or bf16)");
   if ((p->model_dtype_ == at::kHalf || p->model_dtype_ == at::kBFloat16) && !p->device_.is_cuda())
@@ -211,7 +212,7 @@ GenerateResult Pipeline::generate(const Conditioning& cond, const GenerateReques
 at::Tensor to_rgb8(const at::Tensor& image) {
   TORCH_CHECK(image.dim() == 4 && image.size(0) == 1, "to_rgb8: need [1, C, H, W]");
   at::Tensor img = image[0];
-  if (img.size(0) == 1) img = img.expand({3, img.size(1), img.size(2)});
+  if (img.size(0) < 3) img = img.narrow(0, 0, 1).expand({3, img.size(1), img.size(2)});
   img = img.narrow(0, 0, 3);
   at::Tensor u8 = ((img.nan_to_num(0.0).clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(at::kByte);
   return u8.permute({1, 2, 0}).contiguous();

@@ -86,6 +86,9 @@ class Pipeline {
   int64_t text_encoder_parameters() const { return text_encoder_ ? text_encoder_->parameter_count() : 0; }
   int64_t vae_parameters() const { return vae_ ? vae_->parameter_count() : 0; }
   at::Device device() const { return device_; }
+  /// The denoising model (a TorchScript UNet or an AnalyticModel).
+  Model& model() { return *model_; }
+  bool analytic() const { return analytic_; }
   at::ScalarType model_dtype() const { return model_dtype_; }
   /// The dtype of the sampler's math: float64 for --dtype fp64, else float32.
   at::ScalarType sampler_dtype() const { return sampler_dtype_; }
@@ -100,13 +103,15 @@ class Pipeline {
   at::Device device_ = at::kCPU;
   at::ScalarType model_dtype_ = at::kFloat, sampler_dtype_ = at::kFloat;
   double load_ms_ = 0;
+  bool analytic_ = false;
 };
 
 /// Parses --dtype names (fp32/float32, fp16/float16/half, bf16/bfloat16, fp64/float64).
 /// Throws std::invalid_argument.
 at::ScalarType parse_dtype(const std::string& name);
 
-/// Converts an image batch in [-1, 1], [1, C, H, W], to [H, W, 3] uint8 (C = 1 is replicated).
+/// Converts an image batch in [-1, 1], [1, C, H, W], to [H, W, 3] uint8 (C < 3: channel 0 is replicated;
+/// C > 3: the first three are shown).
 at::Tensor to_rgb8(const at::Tensor& image);
 
 /// Enlarges an [H, W, C] uint8 image by an integer factor: nearest neighbour,
