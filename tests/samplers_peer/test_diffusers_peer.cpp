@@ -34,6 +34,9 @@
 // a zero residual, NaN; the UniP-1 limit x0 is expected) and DDPM fixed_large's
 // last-step noise when its timestep is > 0 (Ho et al. 2020 Alg. 2 adds none).
 // Without diffusers the oracle exits 77 (skipped) and these tests skip.
+//
+// To rerun by hand: tools/oracles/diffusers_samplers.py --out cases.json, then
+// FEWSTEP_PEER_CASES=cases.json [FEWSTEP_PEER_ONLY=euler-004,...] test_samplers_peer.
 #include "samplers/registry.h"
 #include "tests/samplers_peer/peer_case.h"
 #include "tests/samplers_peer/toy_model.h"
@@ -103,6 +106,20 @@ TEST(DiffusersPeer, StepNoiseMatchesTheOraclesDraw) {
   if (checked == 0) GTEST_SKIP() << "the oracle wrote no stochastic case";
 }
 
+// True unless FEWSTEP_PEER_ONLY (a comma list of case ids, e.g.
+// "euler-004,euler-007") is set and does not name `id`.
+bool selected(const std::string& id) {
+  const char* only = std::getenv("FEWSTEP_PEER_ONLY");
+  if (!only) return true;
+  std::string list = ",";
+  list += only;
+  list += ",";
+  std::string key = ",";
+  key += id;
+  key += ",";
+  return list.find(key) != std::string::npos;
+}
+
 // Runs every case of `sampler`; one failure line per failing case.
 void check_sampler(const std::string& sampler) {
   REQUIRE_ORACLE(doc);
@@ -110,6 +127,7 @@ void check_sampler(const std::string& sampler) {
   int compared = 0, narrowed = 0, failed = 0;
   for (const auto& j : doc->at("cases")) {
     if (j.at("sampler").get<std::string>() != sampler) continue;
+    if (!selected(j.at("id").get<std::string>())) continue;
     const PeerCase parsed = parse_case(j, shape);
     const PeerCase* c = &parsed;
     ++compared;
