@@ -72,15 +72,17 @@ std::vector<NoisePoint> points_from_sigmas(const std::vector<double>& s, bool fl
   return p;
 }
 
-// Keeps σ/α strictly decreasing: an inner point not below its predecessor is
+// Keeps σ/α strictly decreasing: an inner point not below its predecessor
+// (to 1e-9 relative, so float rounding does not leave a vanishing step) is
 // dropped; the final point always stays (the inner point before it goes).
 std::vector<NoisePoint> strictly_decreasing(const std::vector<NoisePoint>& in) {
   auto k = [](const NoisePoint& p) { return p.alpha > 0 ? p.sigma / p.alpha : INFINITY; };
+  auto below = [&](const NoisePoint& a, const NoisePoint& b) { return k(a) < k(b) * (1.0 - 1e-9); };
   std::vector<NoisePoint> out;
   for (size_t i = 0; i + 1 < in.size(); ++i)
-    if (out.empty() || k(in[i]) < k(out.back())) out.push_back(in[i]);
-  while (out.size() > 1 && !(k(in.back()) < k(out.back()))) out.pop_back();
-  if (!out.empty() && !(k(in.back()) < k(out.back())))
+    if (out.empty() || below(in[i], out.back())) out.push_back(in[i]);
+  while (out.size() > 1 && !below(in.back(), out.back())) out.pop_back();
+  if (!out.empty() && !below(in.back(), out.back()))
     throw SamplerError("schedule has no step: the final sigma is not below the first sigma");
   out.push_back(in.back());
   return out;
@@ -223,6 +225,9 @@ std::vector<double> spaced_timesteps(const std::string& family, const std::strin
     // DDIM/Euler: (arange(0, N) · (T // N)).round()[::-1] + steps_offset.
     // DPM/UniPC:  (arange(0, N+1) · (T // (N+1))).round()[::-1][:-1] + steps_offset.
     const int64_t count = dpm ? steps + 1 : steps;
+    if (T / count == 0)
+      throw SamplerError("timestep_spacing=leading has step ratio 0 at " + std::to_string(steps) + " steps (" +
+                         std::to_string(T) + " training steps); use trailing or linspace");
     t = descending_indices(count, static_cast<double>(T / count), true);
     if (dpm) t.pop_back();
     for (double& v : t) v += static_cast<double>(steps_offset);
@@ -321,11 +326,9 @@ Schedule make_schedule(const SchedulerConfig& cfg, const SamplerInfo& sampler, i
     std::vector<double> t =
         family == "lcm" ? lcm_timesteps(steps, T, option_int(resolved, "original_inference_steps", 50))
                         : spaced_timesteps(family, spacing, steps, T, cfg.steps_offset.value_or(0));
-    for (size_t i = 1; i < t.size(); ++i)
-      if (!(t[i] < t[i - 1]))
-        throw SamplerError("timestep_spacing=" + spacing + " gives repeated timesteps at " + std::to_string(steps) +
-                           " steps (" + std::to_string(T) + " training steps); use trailing or linspace");
-    for (double& v : t) v = std::min(v, static_cast<double>(T - 1));  // leading + steps_offset at steps = T
+    // Repeated timesteps (leading + steps_offset at steps = T after this clamp,
+    // DPM linspace rounding at steps near T) are dropped below.
+    for (double& v : t) v = std::min(v, static_cast<double>(T - 1));
     if (sigma_spacing == "karras" || sigma_spacing == "exponential") {
       // Euler family: the spacing's own sigma range; others: the training range.
       double s_min = k_sigma_at_index(ac, 0), s_max = k_sigma_at_index(ac, T - 1);

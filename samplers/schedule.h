@@ -96,8 +96,10 @@ std::string default_timestep_spacing(const std::string& family);
 /// less than `steps`); no point with alpha 0 when prediction_type is epsilon
 /// (a zero-SNR terminal ᾱ is clamped to 2^-24, as diffusers' Euler and
 /// DPM-Solver do; the euler and dpm families always clamp it).
-/// Throws SamplerError on bad input (steps < 1, unknown spacing, a spacing
-/// whose formula repeats timesteps (DPM leading at steps ≥ T/2), custom
+/// Repeated timesteps that a spacing's rounding produces (DPM linspace near
+/// steps = T) are dropped the same way.
+/// Throws SamplerError on bad input (steps < 1, unknown spacing, leading
+/// spacing whose step ratio T // N is 0 (DPM family at steps ≥ T/2), custom
 /// values not descending or out of range, lcm steps over
 /// original_inference_steps).
 Schedule make_schedule(const SchedulerConfig& cfg, const SamplerInfo& sampler, int64_t steps,
