@@ -23,6 +23,15 @@ x_t/alpha_t = x0 + s_t*eps with s = sigma/alpha, starting from
 noise*init_noise_sigma; the JSON stores x_init and x_final converted to the
 variance-preserving x (multiplied by alpha = 1/sqrt(1+s^2) at that point),
 and the factors in `x_scale`.
+
+Per case the JSON holds the configuration (diffusers' kwargs and fewstep's
+SchedulerConfig fields and sampler options), the initial sample, diffusers'
+timesteps and k-sigmas, every model call's timestep, x after every step
+(`trajectory`), the final sample, the per-step noise of stochastic samplers,
+and `compare`: "all", or a narrower scope with the reason in
+`known_different` where fewstep deliberately differs or diffusers fails
+(see comparison_scope). `note` says where the oracle corrected one step of
+diffusers (see run_case).
 """
 import argparse
 import importlib
