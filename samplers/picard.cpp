@@ -54,6 +54,11 @@ at::Tensor picard_sample(const SamplerInfo& info, SamplerContext& ctx, at::Tenso
   if (ctx.noise && (info.stochastic || option_double(ctx.options, "eta", 0.0) > 0)) ctx.noise->at_step(n - 1);
 
   std::vector<at::Tensor> xs(static_cast<size_t>(n + 1), x);  // xs[0] exact, the rest guesses
+  // Whether xs[j] came from a cumulative sum (not the initial guess): a
+  // refresh that moved little against a never-computed guess proves nothing,
+  // so such a step counts as unconverged (without this, early high-noise
+  // steps that barely move let the window slide on stale inputs).
+  std::vector<bool> computed(static_cast<size_t>(n + 1), false);
   std::vector<DenoiserOutput> converged(static_cast<size_t>(n));
   int64_t begin = 0, rounds = 0, evaluated = 0;
   while (begin < n && rounds < max_rounds) {
@@ -78,9 +83,12 @@ at::Tensor picard_sample(const SamplerInfo& info, SamplerContext& ctx, at::Tenso
     int64_t first_bad = len;
     for (int64_t k = 0; k < len && first_bad == len; ++k) {
       const double moved = (fresh[k] - xs[begin + k + 1]).pow(2).reshape({rows, -1}).mean(1).max().item<double>();
-      if (moved > picard.tol * picard.tol * step_variance(sc, begin + k)) first_bad = k;
+      if (!computed[begin + k + 1] || moved > picard.tol * picard.tol * step_variance(sc, begin + k)) first_bad = k;
     }
-    for (int64_t k = 0; k < len; ++k) xs[begin + k + 1] = fresh[k];
+    for (int64_t k = 0; k < len; ++k) {
+      xs[begin + k + 1] = fresh[k];
+      computed[begin + k + 1] = true;
+    }
     // Steps before first_bad had converged inputs, so the step at first_bad is exact too.
     const int64_t advance = std::min(first_bad + 1, len);
     for (int64_t k = 0; k < advance; ++k) converged[begin + k] = outs[k];

@@ -1,0 +1,129 @@
+// Picard-parallel sampling (ParaDiGMS, Shih et al. 2023) against the
+// sequential sampler it wraps, on analytic:gmm (a nonlinear denoiser).
+#include "sampler_test_util.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace fewstep {
+namespace {
+
+constexpr const char* kModel = "analytic:gmm:shape=3x8x8";
+
+// The per-step tolerance accumulated over the steps as independent errors:
+// tol·sqrt(Σ_j var_j), var_j the DDPM posterior variance that scales step j's
+// test (Ho et al. 2020 Eq. 7 on the schedule's (α, σ)).
+double accumulated_tolerance(const Schedule& sc, double tol) {
+  double sum = 0;
+  for (int64_t j = 0; j < sc.steps(); ++j) {
+    const double a_t = sc.alphas[j].item<double>(), s_t = sc.sigmas[j].item<double>();
+    const double a_s = sc.alphas[j + 1].item<double>(), s_s = sc.sigmas[j + 1].item<double>();
+    const double r = a_t / a_s;
+    sum += s_s * s_s * (s_t * s_t - r * r * s_s * s_s) / (s_t * s_t);
+  }
+  return tol * std::sqrt(sum);
+}
+
+struct Case {
+  std::string sampler;
+  int64_t steps;
+};
+
+class PicardVsSequential : public ::testing::TestWithParam<Case> {};
+
+TEST_P(PicardVsSequential, WithinToleranceWithFewerRounds) {
+  const Case& c = GetParam();
+  auto model = make_analytic_model(kModel);
+  test::RunArgs args{.sampler = c.sampler, .steps = c.steps, .dtype = at::kFloat};
+  const test::Run seq = test::run_sampler(*model, args);
+  args.picard = PicardOptions{.window = 8, .tol = 1e-3};
+  const test::Run par = test::run_sampler(*model, args);
+  EXPECT_LE(test::rms(par.x - seq.x), accumulated_tolerance(seq.schedule, 1e-3)) << c.sampler << " " << c.steps;
+  EXPECT_LT(par.stats.picard_rounds, c.steps);
+  EXPECT_GE(par.stats.nfe, c.steps);                  // every step evaluated at least once
+  EXPECT_EQ(par.stats.rows, 2 * par.stats.nfe);       // batch 2 per evaluated point
+  EXPECT_EQ(seq.stats.picard_rounds, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Gmm, PicardVsSequential,
+                         ::testing::Values(Case{"ddim", 25}, Case{"ddim", 50}, Case{"ddim", 100},
+                                           Case{"euler", 25}, Case{"euler", 50}, Case{"euler", 100},
+                                           Case{"dpmpp_2m", 25}, Case{"dpmpp_2m", 50}, Case{"dpmpp_2m", 100},
+                                           Case{"ddpm", 50}),
+                         [](const ::testing::TestParamInfo<Case>& p) {
+                           return p.param.sampler + "_" + std::to_string(p.param.steps);
+                         });
+
+// Window 1 is the sequential sampler, written as x_b + (rule(x_b) - x_b):
+// equal up to float rounding, max |difference| <= 1e-6 of the sample's scale.
+TEST(Picard, WindowOneEqualsSequential) {
+  auto model = make_analytic_model(kModel);
+  for (const SamplerInfo& info : sampler_registry()) {
+    if (!info.step_rule) continue;
+    test::RunArgs args{.sampler = info.name, .steps = 30, .dtype = at::kFloat};
+    const test::Run seq = test::run_sampler(*model, args);
+    args.picard = PicardOptions{.window = 1, .tol = 1e-3};
+    const test::Run par = test::run_sampler(*model, args);
+    const double scale = seq.x.abs().max().item<double>();
+    EXPECT_LE((par.x - seq.x).abs().max().item<double>(), 1e-6 * scale) << info.name;
+    EXPECT_EQ(par.stats.picard_rounds, 30) << info.name;
+  }
+}
+
+TEST(Picard, BatchesTheWholeWindowInOneDenoiserCall) {
+  auto model = make_analytic_model(kModel);
+  const SamplerInfo& info = find_sampler("ddim");
+  const SamplerOptions o = resolve_sampler_options(info, {});
+  const Schedule sc = make_schedule(model->scheduler_config(), info, 20, o);
+  std::vector<int64_t> rows_per_call;
+  ModelFn inner = model->model_fn();
+  auto denoiser = make_model_denoiser(
+      [&](const at::Tensor& x, const at::Tensor& t) {
+        rows_per_call.push_back(x.size(0));
+        return inner(x, t);
+      },
+      model->scheduler_config());
+  SampleStats stats;
+  sample(info, sc, *denoiser, test::unit_noise(*model, 3, 1, at::kFloat), o, 0, {}, PicardOptions{.window = 6, .tol = 1e-3},
+         &stats);
+  ASSERT_FALSE(rows_per_call.empty());
+  EXPECT_EQ(rows_per_call.front(), 18);  // 6 points x batch 3 in the first call
+  EXPECT_EQ(static_cast<int64_t>(rows_per_call.size()), stats.picard_rounds);
+}
+
+TEST(Picard, RefusesSamplersWithoutASingleStepRule) {
+  auto model = make_analytic_model(kModel);
+  EXPECT_THROW(test::run_sampler(*model, {.sampler = "heun", .steps = 5, .picard = PicardOptions{}}), SamplerError);
+  EXPECT_THROW(test::run_sampler(*model, {.sampler = "dpmpp_2m", .steps = 5, .options = {{"solver_order", "3"}},
+                                          .picard = PicardOptions{}}),
+               SamplerError);
+}
+
+TEST(Picard, ParsesItsSpec) {
+  const PicardOptions p = parse_picard("picard:window=4,tol=0.01,max_rounds=9");
+  EXPECT_EQ(p.window, 4);
+  EXPECT_DOUBLE_EQ(p.tol, 0.01);
+  EXPECT_EQ(p.max_rounds, 9);
+  EXPECT_EQ(parse_picard("picard").window, PicardOptions{}.window);
+  for (const std::string bad : {"jacobi:window=2", "picard:window=0", "picard:tol=-1", "picard:tol=x",
+                                "picard:speed=3", "picard:window=2.5", "picardx"}) {
+    try {
+      parse_picard(bad);
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const SamplerError& e) {
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
+    }
+  }
+}
+
+TEST(Picard, MaxRoundsCapsTheWork) {
+  auto model = make_analytic_model(kModel);
+  const test::Run r = test::run_sampler(
+      *model, {.sampler = "ddim", .steps = 40, .dtype = at::kFloat, .picard = PicardOptions{.window = 4, .tol = 1e-3, .max_rounds = 3}});
+  EXPECT_EQ(r.stats.picard_rounds, 3);
+  EXPECT_FALSE(at::isnan(r.x).any().item<bool>());
+}
+
+}  // namespace
+}  // namespace fewstep
