@@ -2,6 +2,8 @@
 // in {8, 40, 64, 72, 80, 128, 160, 256} meets every sequence length in
 // {1, 7, 77, 97, 256, 1025} as seq_q, paired with a different seq_k, across
 // several batch × heads layouts, 3-D and 4-D, contiguous and strided.
+// Each test loops over several shapes: a test process costs about a second
+// to start (LibTorch's libraries and the CUDA probe), so CI runs few of them.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -26,34 +28,61 @@ struct AttentionCase {
   bool strided;  ///< q, k, v as views of projection outputs; out transposed
 };
 
-inline std::string case_name(const testing::TestParamInfo<AttentionCase>& info) {
-  const AttentionCase& c = info.param;
-  std::string name = std::string(c10::toString(c.dtype)) + "_b" + std::to_string(c.batch);
-  if (c.heads > 0) name += "h" + std::to_string(c.heads);
-  name += "_q" + std::to_string(c.seq_q) + "_k" + std::to_string(c.seq_k) + "_d" + std::to_string(c.head_dim);
-  return name + (c.strided ? "_strided" : "");
+inline std::string case_name(const AttentionCase& c) {
+  std::string name = std::string(c10::toString(c.dtype)) + " b" + std::to_string(c.batch);
+  if (c.heads > 0) name += " h" + std::to_string(c.heads);
+  name += " q" + std::to_string(c.seq_q) + " k" + std::to_string(c.seq_k) + " d" + std::to_string(c.head_dim);
+  return name + (c.strided ? " strided" : "");
 }
 
-/// 48 shapes per dtype. seq_k is another entry of the length list, chosen
-/// by an offset of 1..5 that rotates with the head dim, so seq_q ≠ seq_k
-/// and each length also appears as seq_k for many head dims.
-inline std::vector<AttentionCase> sweep_cases(const std::vector<at::ScalarType>& dtypes) {
-  const int64_t head_dims[] = {8, 40, 64, 72, 80, 128, 160, 256};
-  const int64_t lengths[] = {1, 7, 77, 97, 256, 1025};
+/// One test of the sweep: a dtype and a head dim; it runs the six lengths.
+struct SweepParam {
+  at::ScalarType dtype;
+  int64_t head_dim;
+};
+
+inline constexpr int64_t kSweepHeadDims[] = {8, 40, 64, 72, 80, 128, 160, 256};
+inline constexpr int64_t kSweepLengths[] = {1, 7, 77, 97, 256, 1025};
+
+inline std::vector<SweepParam> sweep_params(const std::vector<at::ScalarType>& dtypes) {
+  std::vector<SweepParam> params;
+  for (at::ScalarType dtype : dtypes) {
+    for (int64_t d : kSweepHeadDims) params.push_back({dtype, d});
+  }
+  return params;
+}
+
+inline std::string sweep_name(const testing::TestParamInfo<SweepParam>& info) {
+  return std::string(c10::toString(info.param.dtype)) + "_d" + std::to_string(info.param.head_dim);
+}
+
+/// The six shapes of one sweep test: each length as seq_q, with seq_k another
+/// entry of the list chosen by an offset of 1..5 that rotates with the head
+/// dim (so seq_q ≠ seq_k and every length is also a seq_k for many head
+/// dims), and batch × heads layouts rotating through 3-D and 4-D, half of
+/// them strided.
+inline std::vector<AttentionCase> sweep_cases(const SweepParam& param) {
   struct Layout {
     int64_t batch, heads;
   };
   const Layout layouts[] = {{1, 1}, {2, 3}, {3, 0}, {1, 2}, {2, 0}};
+  int i = 0;
+  while (kSweepHeadDims[i] != param.head_dim) ++i;
   std::vector<AttentionCase> cases;
-  for (at::ScalarType dtype : dtypes) {
-    int index = 0;
-    for (int i = 0; i < 8; ++i) {
-      for (int j = 0; j < 6; ++j, ++index) {
-        const Layout layout = layouts[index % 5];
-        cases.push_back({dtype, layout.batch, layout.heads, lengths[j], lengths[(j + 1 + i % 5) % 6], head_dims[i],
-                         index % 2 == 1});
-      }
-    }
+  for (int j = 0; j < 6; ++j) {
+    const int index = 6 * i + j;
+    const Layout layout = layouts[index % 5];
+    cases.push_back({param.dtype, layout.batch, layout.heads, kSweepLengths[j], kSweepLengths[(j + 1 + i % 5) % 6],
+                     param.head_dim, index % 2 == 1});
+  }
+  return cases;
+}
+
+/// All 48 shapes of a dtype (every head dim's sweep_cases).
+inline std::vector<AttentionCase> sweep_cases(at::ScalarType dtype) {
+  std::vector<AttentionCase> cases;
+  for (int64_t d : kSweepHeadDims) {
+    for (const AttentionCase& c : sweep_cases(SweepParam{dtype, d})) cases.push_back(c);
   }
   return cases;
 }
@@ -86,7 +115,7 @@ inline at::Tensor make_output(const AttentionCase& c, const at::TensorOptions& o
 inline void check_attention_case(const AttentionCase& c, at::Device device,
                                  at::ScalarType reference_dtype = at::kDouble) {
   const uint64_t seed = fresh_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
+  SCOPED_TRACE(case_name(c) + ", seed " + std::to_string(seed));
   const at::TensorOptions options = at::TensorOptions().dtype(c.dtype).device(device);
   const at::Tensor q = make_input(c, c.seq_q, options);
   const at::Tensor k = make_input(c, c.seq_k, options);

@@ -15,34 +15,33 @@ namespace {
 #define FEWSTEP_SKIP_WITHOUT_GPU() \
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device: the CUDA kernels are built but cannot run here"
 
-class AttentionCudaSweep : public testing::TestWithParam<AttentionCase> {};
+// One test per dtype, each over all 48 shapes (every failure names its shape).
+class AttentionCudaSweep : public testing::TestWithParam<at::ScalarType> {};
 
 TEST_P(AttentionCudaSweep, MatchesFloat64ReferenceWithinLibTorchBudget) {
   FEWSTEP_SKIP_WITHOUT_GPU();
-  check_attention_case(GetParam(), at::kCUDA);
+  for (const AttentionCase& c : sweep_cases(GetParam())) check_attention_case(c, at::kCUDA);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, AttentionCudaSweep,
-                         testing::ValuesIn(sweep_cases({at::kHalf, at::kBFloat16, at::kFloat})), case_name);
+INSTANTIATE_TEST_SUITE_P(Dtypes, AttentionCudaSweep, testing::Values(at::kHalf, at::kBFloat16, at::kFloat),
+                         [](const testing::TestParamInfo<at::ScalarType>& info) {
+                           return std::string(c10::toString(info.param));
+                         });
 
-class AttentionCudaLong : public testing::TestWithParam<AttentionCase> {};
-
-// Long sequences against an fp32 reference (FlashAttention-2's test
-// practice for fp16/bf16 kernels); the fp32 kernel needs a float64 one.
-TEST_P(AttentionCudaLong, MatchesHigherPrecisionReferenceWithinLibTorchBudget) {
+// The SD 1.5 and SDXL shapes of the benchmark at batch 1, against an fp32
+// reference (FlashAttention-2's test practice for fp16/bf16 kernels); the
+// fp32 kernel needs a float64 one.
+TEST(AttentionCuda, LongSequencesMatchHigherPrecisionReferenceWithinLibTorchBudget) {
   FEWSTEP_SKIP_WITHOUT_GPU();
-  check_attention_case(GetParam(), at::kCUDA, GetParam().dtype == at::kFloat ? at::kDouble : at::kFloat);
+  for (const AttentionCase& c : {AttentionCase{at::kHalf, 1, 8, 4096, 4096, 40, true},
+                                 AttentionCase{at::kHalf, 1, 8, 4096, 77, 40, true},
+                                 AttentionCase{at::kBFloat16, 1, 10, 4096, 4096, 64, false},
+                                 AttentionCase{at::kHalf, 1, 8, 1024, 1024, 80, false},
+                                 AttentionCase{at::kHalf, 1, 8, 256, 4096, 160, true},
+                                 AttentionCase{at::kFloat, 1, 2, 4096, 4096, 64, false}}) {
+    check_attention_case(c, at::kCUDA, c.dtype == at::kFloat ? at::kDouble : at::kFloat);
+  }
 }
-
-// The SD 1.5 and SDXL shapes of the benchmark, at batch 1.
-INSTANTIATE_TEST_SUITE_P(Shapes, AttentionCudaLong,
-                         testing::Values(AttentionCase{at::kHalf, 1, 8, 4096, 4096, 40, true},
-                                         AttentionCase{at::kHalf, 1, 8, 4096, 77, 40, true},
-                                         AttentionCase{at::kBFloat16, 1, 10, 4096, 4096, 64, false},
-                                         AttentionCase{at::kHalf, 1, 8, 1024, 1024, 80, false},
-                                         AttentionCase{at::kHalf, 1, 8, 256, 4096, 160, true},
-                                         AttentionCase{at::kFloat, 1, 2, 4096, 4096, 64, false}),
-                         case_name);
 
 TEST(AttentionCuda, MisalignedRowsGoThroughACopy) {
   FEWSTEP_SKIP_WITHOUT_GPU();
