@@ -18,11 +18,12 @@ const at::Tensor& StepNoise::at_step(int64_t i) {
 namespace detail {
 
 bool is_flow_path(const Schedule& s) {
+  if (s.alphas_cumprod.defined() && s.alphas_cumprod.numel() > 0) return false;
   for (int64_t i = 0; i <= s.steps(); ++i) {
     const double a = alpha_at(s, i), sg = sigma_at(s, i);
     if (sg > 1e-9 && sg < 1 - 1e-9) return std::abs(a + sg - 1.0) < 1e-9;
   }
-  return false;
+  return true;  // no interior point: only flow paths start at alpha 0
 }
 
 NoiseLevels levels_at(const Schedule& s, int64_t i, int64_t rows) {

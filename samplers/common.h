@@ -20,8 +20,8 @@ inline double lambda_at(const Schedule& s, int64_t i) {
   return sg > 0 ? std::log(alpha_at(s, i)) - std::log(sg) : std::numeric_limits<double>::infinity();
 }
 
-/// True for a rectified-flow path (α + σ = 1 at the interior points), false
-/// for variance-preserving ones (α² + σ² = 1).
+/// True for a rectified-flow path (no training alphas_cumprod, α + σ = 1),
+/// false for variance-preserving ones (α² + σ² = 1).
 bool is_flow_path(const Schedule& s);
 
 /// Noise levels of point i repeated for `rows` rows.

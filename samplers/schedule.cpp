@@ -83,7 +83,8 @@ std::vector<NoisePoint> strictly_decreasing(const std::vector<NoisePoint>& in) {
     if (out.empty() || below(in[i], out.back())) out.push_back(in[i]);
   while (out.size() > 1 && !below(in.back(), out.back())) out.pop_back();
   if (!out.empty() && !below(in.back(), out.back()))
-    throw SamplerError("schedule has no step: the final sigma is not below the first sigma");
+    throw SamplerError("schedule has no step: its first point already sits at the final sigma "
+                       "(e.g. 1 linspace step with final_sigmas_type=sigma_min); use final_sigmas_type=zero");
   out.push_back(in.back());
   return out;
 }
@@ -331,7 +332,10 @@ Schedule make_schedule(const SchedulerConfig& cfg, const SamplerInfo& sampler, i
     for (double& v : t) v = std::min(v, static_cast<double>(T - 1));
     if (sigma_spacing == "karras" || sigma_spacing == "exponential") {
       // Euler family: the spacing's own sigma range; others: the training range.
-      double s_min = k_sigma_at_index(ac, 0), s_max = k_sigma_at_index(ac, T - 1);
+      // (A zero terminal SNR left unclamped, v_prediction on the ddim family,
+      // has k = ∞ there: the range then ends at diffusers' clamp, ᾱ = 2^-24.)
+      const double ac_last = std::max(ac.data_ptr<double>()[T - 1], std::pow(2.0, -24));
+      double s_min = k_sigma_at_index(ac, 0), s_max = std::sqrt((1.0 - ac_last) / ac_last);
       if (family == "euler") {
         s_min = vp_point_at_timestep(ac, t.back()).sigma / vp_point_at_timestep(ac, t.back()).alpha;
         s_max = vp_point_at_timestep(ac, t.front()).sigma / vp_point_at_timestep(ac, t.front()).alpha;

@@ -1,0 +1,191 @@
+// Edge cases seen in the field's bug trackers (issue 3's list).
+#include "sampler_test_util.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace fewstep {
+namespace {
+
+bool finite(const at::Tensor& t) { return at::isfinite(t).all().item<bool>(); }
+
+// Every schedule invariant make_schedule promises.
+void expect_valid(const Schedule& s, const SchedulerConfig& cfg, const std::string& what) {
+  const int64_t n = s.steps();
+  ASSERT_GE(n, 1) << what;
+  EXPECT_TRUE(finite(s.timesteps) && finite(s.alphas) && finite(s.sigmas)) << what;
+  const double t_max = is_flow(cfg) ? static_cast<double>(cfg.num_train_timesteps) : cfg.num_train_timesteps - 1.0;
+  for (int64_t i = 0; i <= n; ++i) {
+    EXPECT_GE(s.timesteps[i].item<double>(), 0.0) << what;
+    EXPECT_LE(s.timesteps[i].item<double>(), t_max) << what;
+    if (i > 0) {
+      const double k0 = s.sigmas[i - 1].item<double>() * s.alphas[i].item<double>();
+      const double k1 = s.sigmas[i].item<double>() * s.alphas[i - 1].item<double>();
+      EXPECT_LT(k1, k0) << what << ": sigma/alpha not strictly decreasing at " << i;
+    }
+  }
+}
+
+TEST(EdgeCases, OneStepForEverySamplerSpacingAndFamily) {
+  auto model = make_analytic_model("analytic:gmm:k=3,shape=2x4x4");
+  auto flow = make_analytic_model("analytic:gmm:k=3,shape=2x4x4,prediction_type=flow,shift=3");
+  for (const SamplerInfo& info : sampler_registry())
+    for (AnalyticModel* m : {model.get(), flow.get()})
+      for (const std::string spacing : {"leading", "trailing", "linspace"})
+        for (const std::string sigmas : {"none", "karras", "exponential", "simple"}) {
+          const std::string what = info.name + " " + spacing + " " + sigmas + (m == flow.get() ? " flow" : "");
+          const test::Run r = test::run_sampler(*m, {.sampler = info.name, .steps = 1,
+                                                     .options = {{"sigma_spacing", sigmas}}, .spacing = spacing});
+          SchedulerConfig cfg = m->scheduler_config();
+          expect_valid(r.schedule, cfg, what);
+          EXPECT_TRUE(finite(r.x)) << what;
+        }
+}
+
+TEST(EdgeCases, StepsEqualTrainingStepsWithStepsOffsetOne) {
+  auto model = make_analytic_model("analytic:gaussian:shape=1x2x2");
+  SchedulerConfig cfg = model->scheduler_config();
+  cfg.steps_offset = 1;
+  for (const std::string name : {"ddim", "euler"}) {
+    // leading: (0..999)·1 + 1 reaches 1000 = T; clamped to 999, the repeat dropped.
+    const test::Run r = test::run_sampler(*model, {.sampler = name, .steps = 1000, .spacing = "leading", .config = cfg});
+    expect_valid(r.schedule, cfg, name);
+    EXPECT_EQ(r.schedule.steps(), 999);
+    EXPECT_EQ(r.schedule.timesteps[0].item<double>(), 999.0);
+    EXPECT_TRUE(finite(r.x)) << name;
+  }
+  // DPM's leading ratio T // (N+1) is 0 here: refused with a one-line reason.
+  EXPECT_THROW(test::run_sampler(*model, {.sampler = "unipc", .steps = 1000, .spacing = "leading", .config = cfg}),
+               SamplerError);
+  const test::Run u = test::run_sampler(*model, {.sampler = "unipc", .steps = 1000, .spacing = "linspace", .config = cfg});
+  expect_valid(u.schedule, cfg, "unipc linspace 1000");
+  EXPECT_TRUE(finite(u.x));
+}
+
+TEST(EdgeCases, ZeroTerminalSnrNeverGivesInf) {
+  // Epsilon prediction at ᾱ = 0 would divide by α = 0: the terminal ᾱ is
+  // clamped to 2^-24 (as diffusers' Euler and DPM-Solver do).
+  auto eps = make_analytic_model("analytic:gaussian:shape=2x4x4,rescale_betas_zero_snr=true");
+  auto v = make_analytic_model("analytic:gaussian:shape=2x4x4,rescale_betas_zero_snr=true,prediction_type=v_prediction");
+  for (const SamplerInfo& info : sampler_registry()) {
+    const test::Run r = test::run_sampler(*eps, {.sampler = info.name, .steps = 8, .spacing = "trailing"});
+    EXPECT_EQ(r.schedule.timesteps[0].item<double>(), 999.0);
+    EXPECT_NEAR(r.schedule.alphas[0].item<double>(), std::pow(2.0, -12), 1e-15) << info.name;
+    EXPECT_TRUE(finite(r.x)) << info.name << " epsilon";
+    const test::Run q = test::run_sampler(*v, {.sampler = info.name, .steps = 8, .spacing = "trailing"});
+    EXPECT_TRUE(finite(q.x)) << info.name << " v_prediction";
+    if (info.family == "ddim") {
+      EXPECT_EQ(q.schedule.alphas[0].item<double>(), 0.0) << "v_prediction needs no clamp";
+    }
+  }
+}
+
+TEST(EdgeCases, KarrasAtHighStepCountsHasNoDuplicateTimesteps) {
+  const SchedulerConfig cfg = make_analytic_model("analytic:gaussian")->scheduler_config();
+  for (const std::string name : {"dpmpp_2m", "euler", "ddim"})
+    for (int64_t n : {500, 999, 1000}) {
+      const SamplerInfo& info = find_sampler(name);
+      const Schedule s = make_schedule(cfg, info, n, resolve_sampler_options(info, {{"sigma_spacing", "karras"}}));
+      EXPECT_EQ(s.steps(), n) << name;
+      for (int64_t i = 1; i < n; ++i)
+        ASSERT_LT(s.timesteps[i].item<double>(), s.timesteps[i - 1].item<double>()) << name << " n=" << n << " i=" << i;
+    }
+}
+
+TEST(EdgeCases, FlowSchedulesStartExactlyAtSigmaOne) {
+  auto model = make_analytic_model("analytic:gaussian:shape=2x4x4,prediction_type=flow,shift=3");
+  for (const SamplerInfo& info : sampler_registry()) {
+    for (const std::string sigmas : {"none", "karras", "exponential", "simple"}) {
+      const test::Run r = test::run_sampler(*model, {.sampler = info.name, .steps = 12, .options = {{"sigma_spacing", sigmas}}});
+      EXPECT_EQ(r.schedule.sigmas[0].item<double>(), 1.0) << info.name << " " << sigmas;
+      EXPECT_EQ(r.schedule.alphas[0].item<double>(), 0.0);
+      EXPECT_EQ(r.schedule.timesteps[0].item<double>(), 1000.0);
+      EXPECT_TRUE(finite(r.x)) << info.name << " " << sigmas;
+    }
+  }
+  // And the deterministic ODE samplers solve the flow ODE: their error
+  // against the exact solution falls at least like first order.
+  for (const std::string name : {"euler", "heun", "dpmpp_2m", "unipc", "ddim"}) {
+    std::vector<double> err;
+    for (int64_t n : {15, 60}) {
+      const test::Run r = test::run_sampler(*model, {.sampler = name, .steps = n, .options = {{"final_sigmas_type", "sigma_min"}}});
+      const at::Tensor exact = model->ode_solution(r.x_start, test::point(r.schedule, 0), test::point(r.schedule, n));
+      err.push_back(test::rms(r.x - exact));
+    }
+    EXPECT_LT(err[1], 0.5 * err[0]) << name;
+  }
+}
+
+TEST(EdgeCases, LogSpaceSchedulesNeverTakeLogOfZero) {
+  for (const std::string spec : {"analytic:gaussian", "analytic:gaussian:prediction_type=flow",
+                                 "analytic:gaussian:rescale_betas_zero_snr=true,prediction_type=v_prediction"}) {
+    const SchedulerConfig cfg = make_analytic_model(spec)->scheduler_config();
+    for (const SamplerInfo& info : sampler_registry())
+      for (const std::string sigmas : {"karras", "exponential"})
+        for (const std::string final_type : {"zero", "sigma_min"})
+          for (int64_t n : {1, 2, 10, 50}) {
+            const std::string what = spec + " " + info.name + " " + sigmas + " " + final_type + " " + std::to_string(n);
+            const SamplerOptions o = resolve_sampler_options(info, {{"sigma_spacing", sigmas}, {"final_sigmas_type", final_type}});
+            if (n == 1 && final_type == "sigma_min" && info.family == "euler" && !is_flow(cfg)) {
+              // Euler's 1-step linspace sits at t = 0, which is sigma_min itself: no step to take.
+              EXPECT_THROW(make_schedule(cfg, info, n, o), SamplerError) << what;
+              continue;
+            }
+            expect_valid(make_schedule(cfg, info, n, o), cfg, what);
+          }
+  }
+}
+
+TEST(EdgeCases, ThirdOrderSamplersAtThreeNMinusOneSteps) {
+  auto model = make_analytic_model("analytic:gaussian:shape=2x4x4");
+  const std::vector<std::pair<std::string, SamplerOptions>> third = {
+      {"dpmpp_3m", {}}, {"dpm_solver", {{"solver_order", "3"}}}, {"unipc", {{"solver_order", "3"}}}};
+  for (const auto& [name, o] : third)
+    for (int64_t n : {2, 5, 8, 11, 14, 17}) {
+      const test::Run r = test::run_sampler(*model, {.sampler = name, .steps = n, .options = o});
+      const at::Tensor exact = model->ode_solution(r.x_start, test::point(r.schedule, 0), test::point(r.schedule, n - 1));
+      ASSERT_TRUE(finite(r.x)) << name << " " << n;
+      EXPECT_EQ(r.stats.nfe, n) << name;
+      // Before the final jump, the third-order solve is closer to the exact
+      // ODE solution than DDIM's first-order one.
+      if (n >= 5) {
+        auto before_last = [&](const std::string& s, const SamplerOptions& opts) {
+          const SamplerInfo& info = find_sampler(s);
+          const SamplerOptions res = resolve_sampler_options(info, opts);
+          const Schedule sc = make_schedule(model->scheduler_config(), info, n, res);
+          auto den = make_model_denoiser(model->model_fn(), model->scheduler_config());
+          at::Tensor kept;
+          sample(info, sc, *den, test::unit_noise(*model, 2, 1, at::kDouble), res, 7,
+                 [&](int64_t i, int64_t, const at::Tensor& x) { if (i == n - 2) kept = x.clone(); }, {}, nullptr);
+          return kept;
+        };
+        EXPECT_LT(test::rms(before_last(name, o) - exact), test::rms(before_last("ddim", {}) - exact)) << name << " " << n;
+      }
+    }
+}
+
+TEST(EdgeCases, LowerOrderFinalBelowFifteenSteps) {
+  auto model = make_analytic_model("analytic:gmm:shape=2x4x4");
+  auto run = [&](int64_t n, SamplerOptions o) {
+    o["final_sigmas_type"] = "sigma_min";  // so the last step's order is the option's business alone
+    return test::run_sampler(*model, {.sampler = "dpmpp_2m", .steps = n, .options = o, .spacing = "trailing"}).x;
+  };
+  // Under 15 steps lower_order_final makes the last step first order, as euler_at_final does.
+  EXPECT_TRUE(at::equal(run(10, {{"lower_order_final", "true"}}),
+                        run(10, {{"lower_order_final", "false"}, {"euler_at_final", "true"}})));
+  EXPECT_FALSE(at::equal(run(10, {{"lower_order_final", "true"}}), run(10, {{"lower_order_final", "false"}})));
+  // From 15 steps on it changes nothing.
+  EXPECT_TRUE(at::equal(run(20, {{"lower_order_final", "true"}}), run(20, {{"lower_order_final", "false"}})));
+  // dpmpp_3m: the last two steps drop to orders 1 and 2 under 15 steps.
+  auto run3 = [&](int64_t n, const std::string& lof) {
+    return test::run_sampler(*model, {.sampler = "dpmpp_3m", .steps = n,
+                                      .options = {{"final_sigmas_type", "sigma_min"}, {"lower_order_final", lof}}})
+        .x;
+  };
+  EXPECT_FALSE(at::equal(run3(10, "true"), run3(10, "false")));
+  EXPECT_TRUE(finite(run3(4, "true")) && finite(run3(4, "false")));
+}
+
+}  // namespace
+}  // namespace fewstep
