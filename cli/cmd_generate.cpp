@@ -15,11 +15,10 @@ struct GenerateOptions {
   std::string model;
   std::string prompt, negative_prompt;
   std::string sampler;
-  int64_t steps = 0;  // 0 = the model's default
-  double cfg_scale = -1.0;
-  bool cfg_given = false;
+  // Unset optionals take the model's defaults.
+  std::optional<int64_t> steps, width, height;
+  std::optional<double> cfg_scale;
   int64_t seed = -1;
-  int64_t width = 0, height = 0;
   int64_t batch_count = 1;
   std::string timestep_spacing;
   std::vector<std::string> sampler_options;
@@ -63,10 +62,10 @@ int run_generate(GenerateOptions& o) {
 
   GenerateRequest req;
   req.sampler = o.sampler.empty() ? m.defaults.sampler : o.sampler;
-  req.steps = o.steps != 0 ? o.steps : m.defaults.steps;
-  req.cfg_scale = o.cfg_given ? o.cfg_scale : m.defaults.cfg_scale;
-  req.width = o.width ? o.width : m.defaults.width;
-  req.height = o.height ? o.height : m.defaults.height;
+  req.steps = o.steps.value_or(m.defaults.steps);
+  req.cfg_scale = o.cfg_scale.value_or(m.defaults.cfg_scale);
+  req.width = o.width.value_or(m.defaults.width);
+  req.height = o.height.value_or(m.defaults.height);
   if (!o.timestep_spacing.empty()) req.timestep_spacing = o.timestep_spacing;
   req.sampler_options = sampler_opts;
   req.picard = picard;
@@ -142,8 +141,7 @@ void register_generate_command(CLI::App& app) {
   cmd->add_option("--negative-prompt,-n", o->negative_prompt, "negative prompt (the CFG unconditional branch)");
   cmd->add_option("--sampler", o->sampler, "sampler name or diffusers class name (see `fewstep samplers`)");
   cmd->add_option("--steps", o->steps, "number of sampling steps (default: the model's)");
-  cmd->add_option_function<double>("--cfg-scale", [o](double v) { o->cfg_scale = v; o->cfg_given = true; },
-                                   "classifier-free guidance scale (1 = no guidance)");
+  cmd->add_option("--cfg-scale", o->cfg_scale, "classifier-free guidance scale (1 = no guidance)");
   cmd->add_option("--seed,-s", o->seed, "random seed (default: random, printed)");
   cmd->add_option("--width,-W", o->width, "image width in pixels (default: the model's)");
   cmd->add_option("--height,-H", o->height, "image height in pixels (default: the model's)");

@@ -10,7 +10,11 @@
 int main(int argc, char** argv) {
   CLI::App app{"fewstep: few-step diffusion sampling (text prompt -> PNG)", "fewstep"};
   app.require_subcommand(1);
-  app.failure_message(CLI::FailureMessage::simple);
+  // A flag given twice takes its last value, as in most CLIs; errors are one line.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("fewstep: error: ") + e.what() + " (see --help)\n";
+  });
   fewstep::cli::register_all_commands(app);
   try {
     app.parse(argc, argv);

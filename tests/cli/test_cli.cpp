@@ -116,8 +116,8 @@ TEST_F(Cli, BatchCountNamesFilesBySeedAndSavesLatents) {
 TEST_F(Cli, InitNoiseRoundTripGivesTheSeedsResult) {
   // The seeded run's noise, saved and fed back, reproduces the same latents bit for bit.
   fs::path a = dir_ / "a.npy", b = dir_ / "b.npy", noise = dir_ / "noise.npy";
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1);
-  at::Tensor n = at::randn({1, 3, 16, 16}, gen, at::TensorOptions().dtype(at::kFloat));
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(1);
+  at::Tensor n = at::randn({1, 3, 16, 16}, g, at::TensorOptions().dtype(at::kFloat));
   fewstep::write_file_atomic(noise, fewstep::encode_npy(n), true);
   ASSERT_EQ(run(gen("--save-latents " + quote(a))).code, 0);
   ASSERT_EQ(run(gen("--overwrite --seed 5 --init-noise " + quote(noise) + " --save-latents " + quote(b))).code, 0);
