@@ -9,11 +9,13 @@
 // and finally out = O / l (line 12). Exponentials are base 2 with the log2(e)
 // factor folded into the scale, which leaves softmax unchanged.
 //
-// The matrix products are register-blocked loops over 16-float GCC/Clang
-// vector types on packed tiles (K_j transposed, V_j with its columns padded
-// to a multiple of 16); everything else is plain loops the compiler
-// vectorises. The block function is compiled once per x86-64 ISA level
-// (target_clones) and picked at load time.
+// Layout: the scores are held transposed, Sᵀ = K_j (c·Q_i)ᵀ [keys × query
+// rows], so K_j is read in place (no transposition), Q_i is transposed once
+// per work item, and the softmax's reductions over keys run down columns,
+// vectorised over query rows. The matrix products are register-blocked
+// loops over 16-float GCC/Clang vector types; everything else is plain loops
+// the compiler vectorises. The block function is compiled once per x86-64
+// ISA level (target_clones) and picked at load time.
 #include "kernels/cpu/flash_attention_cpu.h"
 
 #include <algorithm>
@@ -43,15 +45,16 @@ typedef float Vec16 __attribute__((vector_size(64)));
 
 [[gnu::always_inline]] inline void store16(float* p, const Vec16& v) { std::memcpy(p, &v, sizeof(v)); }
 
-/// C[MR × 16·NV] = A[MR × depth] · B[depth × 16·NV]; row strides lda, ldb,
-/// ldc. The accumulators stay in vector registers. The depth is summed in
-/// chunks of kDepthChunk that are then added up (two-level summation), so
-/// rounding error grows with kDepthChunk + depth / kDepthChunk terms instead
-/// of depth (Higham 2002, §4.2): at head dim 256 this matches the accuracy of
-/// LibTorch's own fp32 attention.
+/// C[MR × 16·NV] = A[MR × depth] · B[depth × 16·NV], with A[r][t] at
+/// a[r·a_row + t·a_col] and row strides ldb, ldc. The accumulators stay in
+/// vector registers. The depth is summed in chunks of kDepthChunk that are
+/// then added up (two-level summation), so rounding error grows with
+/// kDepthChunk + depth / kDepthChunk terms instead of depth (Higham 2002,
+/// §4.2): at head dim 256 this matches the accuracy of LibTorch's own fp32
+/// attention.
 template <int64_t MR, int64_t NV>
-[[gnu::always_inline]] inline void micro_gemm(const float* a, int64_t lda, const float* b, int64_t ldb,
-                                              int64_t depth, float* c, int64_t ldc) {
+[[gnu::always_inline]] inline void micro_gemm(const float* a, int64_t a_row, int64_t a_col, const float* b,
+                                              int64_t ldb, int64_t depth, float* c, int64_t ldc) {
   Vec16 acc[MR][NV];
   for (int64_t r = 0; r < MR; ++r) {
     for (int64_t u = 0; u < NV; ++u) acc[r][u] = Vec16{};
@@ -66,7 +69,7 @@ template <int64_t MR, int64_t NV>
       Vec16 b_t[NV];
       for (int64_t u = 0; u < NV; ++u) load16(b_t[u], b + t * ldb + 16 * u);
       for (int64_t r = 0; r < MR; ++r) {
-        const float a_rt = a[r * lda + t];
+        const float a_rt = a[r * a_row + t * a_col];
         for (int64_t u = 0; u < NV; ++u) part[r][u] += a_rt * b_t[u];
       }
     }
@@ -79,27 +82,22 @@ template <int64_t MR, int64_t NV>
   }
 }
 
-/// C[rows × cols] = A[rows × depth] · B[depth × cols], cols a multiple
-/// of kColAlign, tiled into micro-kernel calls.
-template <int64_t MR>
-[[gnu::always_inline]] inline void gemm_rows(const float* a, int64_t lda, const float* b, int64_t ldb,
-                                             int64_t depth, float* c, int64_t ldc, int64_t cols) {
-  int64_t j = 0;
-  for (; j + kColBlock <= cols; j += kColBlock) {
-    micro_gemm<MR, kColBlock / 16>(a, lda, b + j, ldb, depth, c + j, ldc);
-  }
-  for (; j < cols; j += kColAlign) {
-    micro_gemm<MR, 1>(a, lda, b + j, ldb, depth, c + j, ldc);
-  }
-}
-
-[[gnu::always_inline]] inline void gemm(const float* a, int64_t lda, const float* b, int64_t ldb,
+/// C[rows × cols] = A[rows × depth] · B[depth × cols] (A strided as in
+/// micro_gemm), cols a multiple of kColAlign, tiled into micro-kernel calls.
+[[gnu::always_inline]] inline void gemm(const float* a, int64_t a_row, int64_t a_col, const float* b, int64_t ldb,
                                         int64_t depth, float* c, int64_t ldc, int64_t rows, int64_t cols) {
+  auto row_block = [&]<int64_t MR>(int64_t r) {
+    int64_t j = 0;
+    for (; j + kColBlock <= cols; j += kColBlock) {
+      micro_gemm<MR, kColBlock / 16>(a + r * a_row, a_row, a_col, b + j, ldb, depth, c + r * ldc + j, ldc);
+    }
+    for (; j < cols; j += kColAlign) {
+      micro_gemm<MR, 1>(a + r * a_row, a_row, a_col, b + j, ldb, depth, c + r * ldc + j, ldc);
+    }
+  };
   int64_t r = 0;
-  for (; r + kRowBlock <= rows; r += kRowBlock) {
-    gemm_rows<kRowBlock>(a + r * lda, lda, b, ldb, depth, c + r * ldc, ldc, cols);
-  }
-  for (; r < rows; ++r) gemm_rows<1>(a + r * lda, lda, b, ldb, depth, c + r * ldc, ldc, cols);
+  for (; r + kRowBlock <= rows; r += kRowBlock) row_block.template operator()<kRowBlock>(r);
+  for (; r < rows; ++r) row_block.template operator()<1>(r);
 }
 
 /// 2^x in fp32 for x ≤ 0 (the only range softmax needs), vectorisable.
@@ -126,13 +124,12 @@ template <int64_t MR>
 
 /// Scratch of one worker, sized once per call of flash_attention_forward.
 struct Scratch {
-  std::vector<float> q_pack;  // [block_q × head_dim]: Q_i · scale · log2(e)
-  std::vector<float> k_t;     // [head_dim × keys_pad]: K_j transposed
-  std::vector<float> v_pack;  // [block_k × dim_pad]: V_j, columns zero-padded
-  std::vector<float> scores;  // [block_q × keys_pad]: S, then P in place
+  std::vector<float> q_t;     // [head_dim × rows_pad]: (c·Q_i)ᵀ, zero columns past the rows
+  std::vector<float> v_pack;  // [block_k × dim_pad]: V_j with zero-padded columns (head dim % 16 ≠ 0)
+  std::vector<float> scores;  // [block_k × rows_pad]: Sᵀ, then Pᵀ in place
   std::vector<float> acc;     // [block_q × dim_pad]: O
   std::vector<float> pv;      // [block_q × dim_pad]: P V_j
-  std::vector<float> row_max, row_sum, row_alpha;  // [block_q]: m (base-2 units), l, α
+  std::vector<float> row_max, row_sum, row_alpha, tile;  // [rows_pad]: m (base 2), l, α, a column reduction
 };
 
 /// One work item: rows [q0, q0 + rows) of one (batch, head).
@@ -141,75 +138,69 @@ void attend_block(const float* q, int64_t q_stride, const float* k, int64_t k_st
                   int64_t v_stride, float* out, int64_t out_stride, int64_t rows, int64_t seq_k,
                   int64_t head_dim, float scale_log2, int64_t block_k, Scratch& s) {
   const int64_t dim_pad = round_up(head_dim, kColAlign);
+  const int64_t rows_pad = round_up(rows, kColAlign);
   float* acc = s.acc.data();
   float* row_max = s.row_max.data();
   float* row_sum = s.row_sum.data();
   float* row_alpha = s.row_alpha.data();
+  float* tile = s.tile.data();
   std::fill_n(acc, rows * dim_pad, 0.0f);
-  std::fill_n(row_max, rows, -std::numeric_limits<float>::infinity());
-  std::fill_n(row_sum, rows, 0.0f);
-  // Q_i scaled by c = scale·log2(e), so that S comes out in base-2 exponent units.
-  float* q_pack = s.q_pack.data();
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < head_dim; ++c) q_pack[r * head_dim + c] = q[r * q_stride + c] * scale_log2;
+  std::fill_n(row_max, rows_pad, -std::numeric_limits<float>::infinity());
+  std::fill_n(row_sum, rows_pad, 0.0f);
+  // (c·Q_i)ᵀ with c = scale·log2(e), so that scores come out in base-2 exponent units.
+  float* q_t = s.q_t.data();
+  for (int64_t c = 0; c < head_dim; ++c) {
+    for (int64_t r = 0; r < rows_pad; ++r) q_t[c * rows_pad + r] = r < rows ? q[r * q_stride + c] * scale_log2 : 0.0f;
   }
 
   for (int64_t k0 = 0; k0 < seq_k; k0 += block_k) {
     const int64_t keys = std::min(block_k, seq_k - k0);
-    const int64_t keys_pad = round_up(keys, kColAlign);
-    // Pack K_j^T [head_dim × keys_pad] and V_j [keys × dim_pad], zero-padded.
-    float* k_t = s.k_t.data();
-    float* v_pack = s.v_pack.data();
-    for (int64_t j0 = 0; j0 < keys_pad; j0 += kColAlign) {
-      // 16 keys at a time: 16 sequential row streams in, contiguous stores out.
-      const int64_t n = std::min(kColAlign, keys - j0);
-      for (int64_t c = 0; c < head_dim; ++c) {
-        float* dst = k_t + c * keys_pad + j0;
-        for (int64_t t = 0; t < kColAlign; ++t) dst[t] = t < n ? k[(k0 + j0 + t) * k_stride + c] : 0.0f;
+    const float* k_j = k + k0 * k_stride;
+    // V_j as the B operand: in place when its rows are whole 16-float vectors.
+    const float* v_j = v + k0 * v_stride;
+    int64_t v_ld = v_stride;
+    if (head_dim != dim_pad) {
+      float* v_pack = s.v_pack.data();
+      for (int64_t j = 0; j < keys; ++j) {
+        std::copy_n(v_j + j * v_stride, head_dim, v_pack + j * dim_pad);
+        std::fill_n(v_pack + j * dim_pad + head_dim, dim_pad - head_dim, 0.0f);
       }
-    }
-    for (int64_t j = 0; j < keys; ++j) {
-      float* vp_row = v_pack + j * dim_pad;
-      std::copy_n(v + (k0 + j) * v_stride, head_dim, vp_row);
-      std::fill_n(vp_row + head_dim, dim_pad - head_dim, 0.0f);
+      v_j = v_pack;
+      v_ld = dim_pad;
     }
 
-    // S = Q_i K_j^T (Algorithm 1, line 8).
+    // Sᵀ = K_j (c·Q_i)ᵀ (Algorithm 1, line 8).
     float* scores = s.scores.data();
-    gemm(q_pack, head_dim, k_t, keys_pad, head_dim, scores, keys_pad, rows, keys_pad);
+    gemm(k_j, k_stride, 1, q_t, rows_pad, head_dim, scores, rows_pad, keys, rows_pad);
 
-    // Online softmax (lines 9-10): new running max, P in place of S, α-rescale.
-    for (int64_t r = 0; r < rows; ++r) {
-      float* p = scores + r * keys_pad;
-      float lane_max[kLanes];
-      std::fill_n(lane_max, kLanes, -std::numeric_limits<float>::infinity());
-      int64_t j = 0;
-      for (; j + kLanes <= keys; j += kLanes) {
-        for (int64_t t = 0; t < kLanes; ++t) lane_max[t] = std::max(lane_max[t], p[j + t]);
-      }
-      for (; j < keys; ++j) lane_max[0] = std::max(lane_max[0], p[j]);
-      const float m_new = std::max(row_max[r], *std::max_element(lane_max, lane_max + kLanes));
-      const float alpha = exp2_nonpositive(row_max[r] - m_new);
-      float lane_sum[kLanes] = {};
-      for (j = 0; j + kLanes <= keys_pad; j += kLanes) {
-        for (int64_t t = 0; t < kLanes; ++t) {
-          const float e = j + t < keys ? exp2_nonpositive(p[j + t] - m_new) : 0.0f;
-          p[j + t] = e;
-          lane_sum[t] += e;
+    // Online softmax (lines 9-10), down the columns of Sᵀ: new running max,
+    // Pᵀ in place of Sᵀ, row sums (two-level, as in micro_gemm) and α.
+    std::copy_n(row_max, rows_pad, tile);
+    for (int64_t j = 0; j < keys; ++j) {
+      const float* s_j = scores + j * rows_pad;
+      for (int64_t r = 0; r < rows_pad; ++r) tile[r] = std::max(tile[r], s_j[r]);
+    }
+    for (int64_t r = 0; r < rows_pad; ++r) {
+      row_alpha[r] = exp2_nonpositive(row_max[r] - tile[r]);
+      row_max[r] = tile[r];
+      row_sum[r] *= row_alpha[r];
+    }
+    for (int64_t j0 = 0; j0 < keys; j0 += kDepthChunk) {
+      std::fill_n(tile, rows_pad, 0.0f);
+      for (int64_t j = j0; j < std::min(keys, j0 + kDepthChunk); ++j) {
+        float* p_j = scores + j * rows_pad;
+        for (int64_t r = 0; r < rows_pad; ++r) {
+          p_j[r] = exp2_nonpositive(p_j[r] - row_max[r]);
+          tile[r] += p_j[r];
         }
       }
-      float block_sum = 0.0f;
-      for (float ls : lane_sum) block_sum += ls;
-      row_sum[r] = alpha * row_sum[r] + block_sum;
-      row_max[r] = m_new;
-      row_alpha[r] = alpha;
+      for (int64_t r = 0; r < rows_pad; ++r) row_sum[r] += tile[r];
     }
 
-    // O = α·O + P V_j (line 10). P V_j is summed on its own before it joins
-    // O: two-level summation keeps the rounding error growing with
-    // block_k + seq_k / block_k terms rather than with seq_k.
+    // O = α·O + P V_j (line 10), P read from Pᵀ. P V_j is summed on its own
+    // before it joins O: two-level summation again.
     float* pv = s.pv.data();
-    gemm(scores, keys_pad, v_pack, dim_pad, keys, pv, dim_pad, rows, dim_pad);
+    gemm(scores, 1, rows_pad, v_j, v_ld, keys, pv, dim_pad, rows, dim_pad);
     for (int64_t r = 0; r < rows; ++r) {
       float* o = acc + r * dim_pad;
       const float* pv_r = pv + r * dim_pad;
@@ -237,17 +228,14 @@ void flash_attention_forward(const AttentionParams& p, int64_t item_begin, int64
   const CpuTiles tiles = cpu_tiles(p.head_dim);
   const int64_t q_blocks = (p.seq_q + tiles.block_q - 1) / tiles.block_q;
   const int64_t dim_pad = round_up(p.head_dim, kColAlign);
-  const int64_t keys_pad = round_up(tiles.block_k, kColAlign);
+  const int64_t rows_pad = round_up(tiles.block_q, kColAlign);
   Scratch s;
-  s.q_pack.resize(tiles.block_q * p.head_dim);
-  s.k_t.resize(p.head_dim * keys_pad);
+  s.q_t.resize(p.head_dim * rows_pad);
   s.v_pack.resize(tiles.block_k * dim_pad);
-  s.scores.resize(tiles.block_q * keys_pad);
+  s.scores.resize(tiles.block_k * rows_pad);
   s.acc.resize(tiles.block_q * dim_pad);
-  s.row_max.resize(tiles.block_q);
-  s.row_sum.resize(tiles.block_q);
-  s.row_alpha.resize(tiles.block_q);
   s.pv.resize(tiles.block_q * dim_pad);
+  for (auto* column : {&s.row_max, &s.row_sum, &s.row_alpha, &s.tile}) column->resize(rows_pad);
 
   const float scale_log2 = p.scale * static_cast<float>(M_LOG2E);
   const auto* q = static_cast<const float*>(p.q);
