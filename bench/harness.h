@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/Event.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
@@ -116,12 +117,14 @@ inline int64_t proc_status_bytes(const std::string& key) {
   return 0;
 }
 
-/// Peak resident memory that `fn()` adds to the process, in bytes: Linux's
-/// high-water mark (VmHWM) is reset to the current RSS by writing 5 to
-/// /proc/self/clear_refs, then read after the call. Returns -1 where that
-/// interface is unavailable.
+/// Peak resident memory that `fn()` adds to the process, in bytes: free heap
+/// memory is first returned to the kernel (malloc_trim) so that reused
+/// allocations count, then Linux's high-water mark (VmHWM) is reset to the
+/// current RSS by writing 5 to /proc/self/clear_refs, and read after the
+/// call. Returns -1 where that interface is unavailable.
 template <typename F>
 int64_t peak_rss_added_bytes(F&& fn) {
+  malloc_trim(0);
   std::ofstream clear("/proc/self/clear_refs");
   if (!clear) return -1;
   clear << "5" << std::flush;
