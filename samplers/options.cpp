@@ -182,10 +182,13 @@ SamplerOptionInfo index_list_option(std::string name, std::string help) {
 
 std::vector<SamplerOptionInfo> schedule_options() {
   return {
-      choice_option("final_sigmas_type", "zero", {"zero", "sigma_min"},
-                    "the last step's target: sigma 0 (returns x0) or the smallest training sigma"),
-      choice_option("sigma_spacing", "none", {"none", "karras", "exponential", "simple"},
-                    "replace the timestep spacing's sigmas (Karras et al. 2022 Eq. 5, geometric, or k-diffusion's simple)"),
+      // Empty defaults defer to the scheduler config (final_sigmas_type, sigma_spacing).
+      choice_option("final_sigmas_type", "", {"zero", "sigma_min"},
+                    "the last step's target: sigma 0 (returns x0) or the smallest training sigma "
+                    "(default: the scheduler config's, else zero)"),
+      choice_option("sigma_spacing", "", {"none", "karras", "exponential", "simple"},
+                    "replace the timestep spacing's sigmas (Karras et al. 2022 Eq. 5, geometric, or "
+                    "k-diffusion's simple; default: the scheduler config's, else none)"),
       {"timesteps", "", "user-given descending model timesteps (comma list); overrides steps",
        OptionKind::real_list, {}},
       {"sigmas", "", "user-given descending sigmas (sigma/alpha, or t for flow; comma list); overrides steps",

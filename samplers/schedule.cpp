@@ -334,7 +334,8 @@ Schedule make_schedule(const SchedulerConfig& cfg, const SamplerInfo& sampler, i
       // Euler family: the spacing's own sigma range; others: the training range.
       // (A zero terminal SNR left unclamped, v_prediction on the ddim family,
       // has k = ∞ there: the range then ends at diffusers' clamp, ᾱ = 2^-24.)
-      const double ac_last = std::max(ac.data_ptr<double>()[T - 1], std::pow(2.0, -24));
+      const double ac_end = ac.data_ptr<double>()[T - 1];
+      const double ac_last = ac_end > 0 ? ac_end : std::pow(2.0, -24);
       double s_min = k_sigma_at_index(ac, 0), s_max = std::sqrt((1.0 - ac_last) / ac_last);
       if (family == "euler") {
         s_min = vp_point_at_timestep(ac, t.back()).sigma / vp_point_at_timestep(ac, t.back()).alpha;

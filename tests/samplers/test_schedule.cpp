@@ -280,3 +280,38 @@ TEST(Schedule, BadConfigurationsAreOneLineErrors) {
 
 }  // namespace
 }  // namespace fewstep
+
+namespace fewstep {
+namespace {
+
+TEST(Schedule, ConfigKeysApplyUnlessAnOptionOverridesThem) {
+  SchedulerConfig cfg = sd15();
+  cfg.final_sigmas_type = "sigma_min";
+  cfg.sigma_spacing = "karras";
+  const SamplerInfo& info = find_sampler("dpmpp_2m");
+  const Schedule from_config = make_schedule(cfg, info, 10, resolve_sampler_options(info, {}));
+  // Karras's last sigma is the training sigma_min itself, which the final
+  // point repeats: the two merge (diffusers takes a zero-length last step).
+  ASSERT_EQ(from_config.steps(), 9);
+  const double ac0 = training_alphas_cumprod(cfg)[0].item<double>();
+  EXPECT_NEAR(k_of(from_config, 9), std::sqrt((1 - ac0) / ac0), 1e-12);
+  const auto k = karras_sigmas(k_of(from_config, 9), k_of(from_config, 0), 10);
+  EXPECT_NEAR(k_of(from_config, 5), k[5], 1e-12 * k[5]);
+  const Schedule overridden = make_schedule(
+      cfg, info, 10, resolve_sampler_options(info, {{"final_sigmas_type", "zero"}, {"sigma_spacing", "none"}}));
+  EXPECT_EQ(overridden.sigmas[10].item<double>(), 0.0);
+  EXPECT_EQ(overridden.timesteps[1].item<double>(), 899.0);  // linspace(0, 999, 11).round()[::-1][1]
+}
+
+TEST(Schedule, KarrasStartsAtTheLastTrainingTimestepForEveryBetaSchedule) {
+  for (const std::string beta : {"linear", "scaled_linear", "squaredcos_cap_v2"}) {
+    SchedulerConfig cfg;
+    cfg.beta_schedule = beta;
+    const SamplerInfo& info = find_sampler("unipc");
+    const Schedule s = make_schedule(cfg, info, 12, resolve_sampler_options(info, {{"sigma_spacing", "karras"}}));
+    EXPECT_NEAR(s.timesteps[0].item<double>(), 999.0, 1e-6) << beta;
+  }
+}
+
+}  // namespace
+}  // namespace fewstep
