@@ -111,6 +111,15 @@ TEST(Registry, NoNanOrInfAnywhere) {
   EXPECT_EQ(runs, 11 * 3 * 50);
 }
 
+// DDIM with eta 1 takes DDPM's posterior variance, and with an unclipped x0
+// its mean is DDPM's posterior mean (Song et al. 2021 Eq. 16 and §4.1).
+TEST(Registry, DdimWithEtaOneIsDdpm) {
+  auto model = make_analytic_model("analytic:gmm:shape=2x4x4");
+  const test::Run ddim = test::run_sampler(*model, {.sampler = "ddim", .steps = 15, .options = {{"eta", "1"}}});
+  const test::Run ddpm = test::run_sampler(*model, {.sampler = "ddpm", .steps = 15});
+  EXPECT_LT((ddim.x - ddpm.x).abs().max().item<double>(), 1e-10);
+}
+
 TEST(Registry, SameSeedSameOutput) {
   auto model = make_analytic_model("analytic:gmm:shape=2x4x4");
   for (const SamplerInfo& info : sampler_registry()) {
