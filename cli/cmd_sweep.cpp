@@ -1,0 +1,97 @@
+// `fewstep sweep`: samplers × step counts × seeds against a reference.
+#include <fstream>
+#include <iostream>
+
+#include "cli/common.h"
+#include "pipeline/sweep.h"
+
+namespace fewstep::cli {
+namespace {
+
+struct SweepCliOptions {
+  std::string model, prompt, prompts_file, negative_prompt;
+  std::string samplers, steps, seeds = "0";
+  std::optional<double> cfg_scale;
+  std::optional<int64_t> width, height;
+  std::string timestep_spacing, parallel, reference, out;
+  std::vector<std::string> sampler_options;
+  RuntimeOptions rt;
+  bool quiet = false;
+};
+
+std::vector<std::string> read_prompts(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) throw std::invalid_argument("--prompts: cannot read " + file);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) out.push_back(line);
+  }
+  if (out.empty()) throw std::invalid_argument("--prompts: " + file + " has no prompts (one per line)");
+  return out;
+}
+
+void run_sweep_command(const SweepCliOptions& c) {
+  SweepOptions o;
+  o.model = c.model;
+  if (!c.prompts_file.empty() && !c.prompt.empty())
+    throw std::invalid_argument("--prompt and --prompts: give one or the other");
+  o.prompts = c.prompts_file.empty() ? std::vector<std::string>{c.prompt} : read_prompts(c.prompts_file);
+  o.negative_prompt = c.negative_prompt;
+  o.samplers = parse_list("--samplers", c.samplers);
+  o.steps = parse_int_list("--steps", c.steps);
+  o.seeds.clear();
+  for (int64_t s : parse_int_list("--seeds", c.seeds)) {
+    if (s < 0) throw std::invalid_argument("--seeds: must be non-negative, got " + std::to_string(s));
+    o.seeds.push_back(static_cast<uint64_t>(s));
+  }
+  o.cfg_scale = c.cfg_scale;
+  o.width = c.width;
+  o.height = c.height;
+  if (!c.timestep_spacing.empty()) o.timestep_spacing = c.timestep_spacing;
+  o.sampler_options = parse_sampler_options(c.sampler_options);
+  if (!c.parallel.empty()) o.picard = parse_picard(c.parallel);
+  o.reference = c.reference;
+  o.rt = c.rt;
+  o.out = c.out;
+  check_sweep_options(o);  // before the model loads
+
+  const int64_t total = int64_t(o.prompts.size() * o.seeds.size() * (o.samplers.size() * o.steps.size() + 1));
+  ProgressBar bar("sweep", total, !c.quiet && stderr_is_tty());
+  const SweepResult r = run_sweep(o, [&bar](int64_t done, int64_t) { bar.update(done); });
+  bar.finish();
+  if (c.quiet) return;
+  std::cout << r.rows.size() << " runs against the reference (" << r.reference.describe() << ")\n";
+  for (const auto& f : r.files) std::cout << "wrote " << f.string() << "\n";
+}
+
+}  // namespace
+
+void register_sweep_command(CLI::App& app) {
+  auto o = std::make_shared<SweepCliOptions>();
+  CLI::App* cmd = app.add_subcommand("sweep", "Quality against cost: samplers x steps x seeds vs a reference");
+  cmd->add_option("--model,-m", o->model, "model package folder or analytic:<name> (default: the embedded model)");
+  cmd->add_option("--prompt,-p", o->prompt, "text prompt (empty = unconditional)");
+  cmd->add_option("--prompts", o->prompts_file, "file with one prompt per line (instead of --prompt)");
+  cmd->add_option("--negative-prompt,-n", o->negative_prompt, "negative prompt (the CFG unconditional branch)");
+  cmd->add_option("--samplers", o->samplers, "comma-separated sampler names (see `fewstep samplers`)")->required();
+  cmd->add_option("--steps", o->steps, "comma-separated step counts, e.g. 1,2,4,8,16,32")->required();
+  cmd->add_option("--seeds", o->seeds, "comma-separated seeds")->capture_default_str();
+  cmd->add_option("--cfg-scale", o->cfg_scale, "classifier-free guidance scale (default: the model's)");
+  cmd->add_option("--width,-W", o->width, "image width in pixels (default: the model's)");
+  cmd->add_option("--height,-H", o->height, "image height in pixels (default: the model's)");
+  cmd->add_option("--timestep-spacing", o->timestep_spacing, "leading, trailing or linspace (every run)");
+  cmd->add_option("--sampler-option", o->sampler_options,
+                  "sampler option key=value, given to the samplers that have it (repeatable)")
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_option("--parallel", o->parallel, "Picard-parallel sampling for the swept runs: picard:window=P,tol=T");
+  cmd->add_option("--reference", o->reference,
+                  "SAMPLER:STEPS (default: the exact solution for analytic models, else unipc:250)");
+  add_runtime_flags(*cmd, o->rt);
+  cmd->add_option("--out,-o", o->out, "output folder (created; its sweep files are replaced)")->required();
+  cmd->add_flag("--quiet,-q", o->quiet, "print nothing but errors");
+  cmd->callback([o] { run_sweep_command(*o); });
+}
+
+}  // namespace fewstep::cli

@@ -1,0 +1,243 @@
+// `fewstep profile` (see profile.h).
+#include "pipeline/profile.h"
+
+#include <torch/csrc/autograd/profiler_kineto.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "pipeline/image_io.h"
+#include "pipeline/model_source.h"
+
+namespace fewstep {
+namespace {
+
+namespace prof = torch::profiler::impl;
+
+double ns_to_ms(uint64_t ns) { return double(ns) * 1e-6; }
+
+/// Walks the events of one thread in nesting order (start ascending, longer
+/// first) and calls visit(parent_index, child_index) for each direct child.
+template <typename Visit>
+void for_each_direct_child(const std::vector<const ProfiledEvent*>& evs, Visit&& visit) {
+  std::vector<size_t> stack;
+  for (size_t i = 0; i < evs.size(); ++i) {
+    while (!stack.empty() && evs[stack.back()]->end_ns <= evs[i]->start_ns) stack.pop_back();
+    if (!stack.empty()) visit(stack.back(), i);
+    stack.push_back(i);
+  }
+}
+
+std::map<uint64_t, std::vector<const ProfiledEvent*>> by_thread(const std::vector<ProfiledEvent>& events,
+                                                                 bool (*keep)(const ProfiledEvent&)) {
+  std::map<uint64_t, std::vector<const ProfiledEvent*>> out;
+  for (const ProfiledEvent& e : events)
+    if (keep(e)) out[e.thread].push_back(&e);
+  for (auto& [t, v] : out)
+    std::sort(v.begin(), v.end(), [](const ProfiledEvent* a, const ProfiledEvent* b) {
+      return a->start_ns != b->start_ns ? a->start_ns < b->start_ns : a->end_ns > b->end_ns;
+    });
+  return out;
+}
+
+std::vector<ProfiledEvent> convert(const std::vector<torch::autograd::profiler::KinetoEvent>& events) {
+  std::vector<ProfiledEvent> out;
+  out.reserve(events.size());
+  for (const auto& k : events) {
+    ProfiledEvent e;
+    e.name = k.name();
+    e.start_ns = k.startNs();
+    e.end_ns = std::max(k.endNs(), k.startNs());
+    e.thread = k.startThreadId();
+    e.on_device = k.deviceType() != c10::DeviceType::CPU;
+    const auto scope = static_cast<at::RecordScope>(k.scope());
+    e.user_scope = !e.on_device && scope == at::RecordScope::USER_SCOPE;
+    e.op = !e.on_device && scope == at::RecordScope::FUNCTION;
+    e.flops = k.flops();
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string stage_of(const std::string& n) {
+  if (n == "text_encoder" || n == "unet" || n == "sampler" || n == "vae_decoder" || n == "attention") return n;
+  if (n.rfind("unet.", 0) == 0) return n;
+  if (n == "aten::scaled_dot_product_attention") return "attention";
+  return "";
+}
+
+std::vector<OpRow> op_table(const std::vector<ProfiledEvent>& events, int64_t top) {
+  std::map<std::pair<std::string, std::string>, OpRow> rows;
+  std::map<std::string, double> device_self;
+  auto add = [&](const ProfiledEvent& e, const std::string& device, double self_ms) {
+    OpRow& r = rows[{device, e.name}];
+    r.name = e.name;
+    r.device = device;
+    r.calls += 1;
+    r.self_ms += self_ms;
+    r.total_ms += ns_to_ms(e.end_ns - e.start_ns);
+    r.gflop += double(e.flops) * 1e-9;
+    device_self[device] += self_ms;
+  };
+  for (auto& [thread, evs] : by_thread(events, [](const ProfiledEvent& e) { return e.op; })) {
+    std::vector<double> self(evs.size());
+    for (size_t i = 0; i < evs.size(); ++i) self[i] = ns_to_ms(evs[i]->end_ns - evs[i]->start_ns);
+    for_each_direct_child(evs, [&](size_t parent, size_t child) {
+      self[parent] -= ns_to_ms(evs[child]->end_ns - evs[child]->start_ns);
+    });
+    for (size_t i = 0; i < evs.size(); ++i) add(*evs[i], "CPU", std::max(0.0, self[i]));
+  }
+  for (const ProfiledEvent& e : events)
+    if (e.on_device) add(e, "CUDA", ns_to_ms(e.end_ns - e.start_ns));
+  std::vector<OpRow> out;
+  for (auto& [key, r] : rows) {
+    r.share = device_self[r.device] > 0 ? r.self_ms / device_self[r.device] : 0.0;
+    out.push_back(r);
+  }
+  std::sort(out.begin(), out.end(), [](const OpRow& a, const OpRow& b) { return a.self_ms > b.self_ms; });
+  if (top >= 0 && out.size() > size_t(top)) out.resize(size_t(top));
+  return out;
+}
+
+std::vector<StageRow> stage_table(const std::vector<ProfiledEvent>& events) {
+  std::vector<StageRow> rows;
+  std::map<std::string, size_t> index;
+  auto is_stage = [](const ProfiledEvent& e) { return !e.on_device && !stage_of(e.name).empty(); };
+  for (auto& [thread, evs] : by_thread(events, is_stage)) {
+    std::vector<double> excl(evs.size());
+    for (size_t i = 0; i < evs.size(); ++i) excl[i] = ns_to_ms(evs[i]->end_ns - evs[i]->start_ns);
+    for_each_direct_child(evs, [&](size_t parent, size_t child) {
+      excl[parent] -= ns_to_ms(evs[child]->end_ns - evs[child]->start_ns);
+    });
+    for (size_t i = 0; i < evs.size(); ++i) {
+      const std::string name = stage_of(evs[i]->name);
+      auto [it, fresh] = index.try_emplace(name, rows.size());
+      if (fresh) {
+        StageRow r;
+        r.name = name;
+        rows.push_back(r);
+      }
+      StageRow& r = rows[it->second];
+      r.calls += 1;
+      r.inclusive_ms += ns_to_ms(evs[i]->end_ns - evs[i]->start_ns);
+      r.exclusive_ms += std::max(0.0, excl[i]);
+    }
+  }
+  return rows;
+}
+
+ProfileReport run_profile(const ProfileOptions& o) {
+  if (o.out.empty()) throw std::invalid_argument("--out: an output folder is required");
+  if (o.top < 1) throw std::invalid_argument("--top: must be at least 1");
+  std::error_code ec;
+  std::filesystem::create_directories(o.out, ec);
+  if (ec || !std::filesystem::is_directory(o.out))
+    throw FileError("--out: cannot create folder " + o.out.string() + (ec ? ": " + ec.message() : ""));
+  const std::filesystem::path trace = o.out / "trace.json";
+  try {
+    check_writable(trace);
+  } catch (const FileError& e) {
+    throw FileError(std::string("--out: ") + e.what());
+  }
+
+  const std::string model = o.model.empty() ? default_model_dir() : o.model;
+  std::unique_ptr<Pipeline> pipe = Pipeline::load(model, o.rt);
+  const ModelManifest& m = pipe->manifest();
+  GenerateRequest req;
+  req.sampler = o.sampler.empty() ? m.defaults.sampler : o.sampler;
+  req.steps = o.steps.value_or(m.defaults.steps);
+  req.cfg_scale = o.cfg_scale.value_or(m.defaults.cfg_scale);
+  req.width = o.width.value_or(m.defaults.width);
+  req.height = o.height.value_or(m.defaults.height);
+  req.seed = o.seed;
+  req.timestep_spacing = o.timestep_spacing;
+  req.sampler_options = o.sampler_options;
+  pipe->check(req);
+
+  // Warm-up: first calls allocate, load kernels and tune; not profiled.
+  pipe->generate(pipe->encode(o.prompt, o.negative_prompt), req);
+
+  const bool cuda = pipe->device().is_cuda();
+  std::set<prof::ActivityType> activities = {prof::ActivityType::CPU};
+  if (cuda) activities.insert(prof::ActivityType::CUDA);
+  const prof::ProfilerConfig config(prof::ProfilerState::KINETO, /*report_input_shapes=*/true,
+                                    /*profile_memory=*/false, /*with_stack=*/false, /*with_flops=*/true);
+  torch::autograd::profiler::prepareProfiler(config, activities);
+  torch::autograd::profiler::enableProfiler(config, activities);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<torch::autograd::profiler::ProfilerResult> result;
+  try {
+    const Conditioning cond = pipe->encode(o.prompt, o.negative_prompt);
+    pipe->generate(cond, req);
+  } catch (...) {
+    torch::autograd::profiler::disableProfiler();
+    throw;
+  }
+  const double total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  result = torch::autograd::profiler::disableProfiler();
+  if (!result || result->events().empty())
+    throw std::runtime_error("profile: the profiler recorded no events (is Kineto compiled into this LibTorch?)");
+
+  ProfileReport rep;
+  const std::vector<ProfiledEvent> events = convert(result->events());
+  rep.events = static_cast<int64_t>(events.size());
+  rep.ops = op_table(events, o.top);
+  rep.stages = stage_table(events);
+  rep.total_ms = total_ms;
+  // ProfilerResult::save writes in place; write beside, then rename, so
+  // trace.json is never left half-written.
+  const std::filesystem::path tmp = o.out / ".trace.json.tmp";
+  result->save(tmp.string());
+  std::filesystem::rename(tmp, trace, ec);
+  if (ec) throw FileError(trace.string() + ": cannot write: " + ec.message());
+  rep.trace = trace;
+  return rep;
+}
+
+std::string format_op_table(const std::vector<OpRow>& rows) {
+  std::ostringstream s;
+  char line[512];
+  std::snprintf(line, sizeof(line), "%-48s %-5s %7s %11s %7s %11s %9s\n", "operator / kernel", "dev", "calls",
+                "self ms", "share", "total ms", "GFLOP");
+  s << line;
+  for (const OpRow& r : rows) {
+    std::string name = r.name.size() > 48 ? r.name.substr(0, 45) + "..." : r.name;
+    char flops[32] = "-";
+    if (r.gflop > 0) std::snprintf(flops, sizeof(flops), "%.3f", r.gflop);
+    std::snprintf(line, sizeof(line), "%-48s %-5s %7lld %11.3f %6.1f%% %11.3f %9s\n", name.c_str(), r.device.c_str(),
+                  static_cast<long long>(r.calls), r.self_ms, 100.0 * r.share, r.total_ms, flops);
+    s << line;
+  }
+  return s.str();
+}
+
+std::string format_stage_table(const std::vector<StageRow>& rows, double total_ms) {
+  std::ostringstream s;
+  char line[256];
+  std::snprintf(line, sizeof(line), "%-24s %7s %14s %14s %7s\n", "stage", "calls", "exclusive ms", "inclusive ms",
+                "share");
+  s << line;
+  double sum = 0;
+  for (const StageRow& r : rows) {
+    sum += r.exclusive_ms;
+    std::snprintf(line, sizeof(line), "%-24s %7lld %14.3f %14.3f %6.1f%%\n", r.name.c_str(),
+                  static_cast<long long>(r.calls), r.exclusive_ms, r.inclusive_ms,
+                  total_ms > 0 ? 100.0 * r.exclusive_ms / total_ms : 0.0);
+    s << line;
+  }
+  std::snprintf(line, sizeof(line), "%-24s %7s %14.3f %14s %6.1f%%\n", "(outside stages)", "",
+                std::max(0.0, total_ms - sum), "", total_ms > 0 ? 100.0 * std::max(0.0, total_ms - sum) / total_ms : 0.0);
+  s << line;
+  std::snprintf(line, sizeof(line), "%-24s %7s %14.3f\n", "total (wall)", "", total_ms);
+  s << line;
+  return s.str();
+}
+
+}  // namespace fewstep
