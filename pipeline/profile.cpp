@@ -3,8 +3,11 @@
 
 #include <torch/csrc/autograd/profiler_kineto.h>
 
+#include <c10/util/Exception.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -64,6 +67,31 @@ std::vector<ProfiledEvent> convert(const std::vector<torch::autograd::profiler::
   return out;
 }
 
+/// Drops LibTorch warnings while the profiler runs: with FLOP counting on,
+/// the profiler warns once per call of every op whose inputs it cannot size
+/// (hundreds of lines). Counts what it dropped.
+class QuietWarnings : public c10::WarningHandler {
+ public:
+  void process(const c10::Warning&) override { ++dropped; }
+  int64_t dropped = 0;
+};
+
+/// Stage events of one thread in nesting order, without those nested in a
+/// range of the same stage (the fused attention op may run LibTorch's SDPA
+/// inside its own `attention` range: one attention, not two).
+std::vector<const ProfiledEvent*> outermost_per_stage(const std::vector<const ProfiledEvent*>& evs) {
+  std::vector<const ProfiledEvent*> out, stack;
+  for (const ProfiledEvent* e : evs) {
+    while (!stack.empty() && stack.back()->end_ns <= e->start_ns) stack.pop_back();
+    const std::string stage = stage_of(e->name);
+    const bool repeated =
+        std::any_of(stack.begin(), stack.end(), [&](const ProfiledEvent* a) { return stage_of(a->name) == stage; });
+    stack.push_back(e);
+    if (!repeated) out.push_back(e);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string stage_of(const std::string& n) {
@@ -110,7 +138,8 @@ std::vector<StageRow> stage_table(const std::vector<ProfiledEvent>& events) {
   std::vector<StageRow> rows;
   std::map<std::string, size_t> index;
   auto is_stage = [](const ProfiledEvent& e) { return !e.on_device && !stage_of(e.name).empty(); };
-  for (auto& [thread, evs] : by_thread(events, is_stage)) {
+  for (auto& [thread, all] : by_thread(events, is_stage)) {
+    const std::vector<const ProfiledEvent*> evs = outermost_per_stage(all);
     std::vector<double> excl(evs.size());
     for (size_t i = 0; i < evs.size(); ++i) excl[i] = ns_to_ms(evs[i]->end_ns - evs[i]->start_ns);
     for_each_direct_child(evs, [&](size_t parent, size_t child) {
@@ -165,6 +194,10 @@ ProfileReport run_profile(const ProfileOptions& o) {
   pipe->generate(pipe->encode(o.prompt, o.negative_prompt), req);
 
   const bool cuda = pipe->device().is_cuda();
+  // Kineto logs an error when a CUDA build finds no GPU; a CPU profile needs none.
+  if (!cuda) setenv("KINETO_LOG_LEVEL", "5", /*overwrite=*/0);
+  QuietWarnings quiet;
+  const c10::WarningUtils::WarningHandlerGuard quiet_guard(&quiet);
   std::set<prof::ActivityType> activities = {prof::ActivityType::CPU};
   if (cuda) activities.insert(prof::ActivityType::CUDA);
   const prof::ProfilerConfig config(prof::ProfilerState::KINETO, /*report_input_shapes=*/true,
