@@ -10,7 +10,9 @@ namespace {
 template <typename Element>
 cudaError_t run_group(const AttentionParams& p, cudaStream_t stream) {
   switch (head_dim_group(p.head_dim)) {
+    case 48: return run_flash_fwd<Element, 48>(p, stream);
     case 64: return run_flash_fwd<Element, 64>(p, stream);
+    case 80: return run_flash_fwd<Element, 80>(p, stream);
     case 128: return run_flash_fwd<Element, 128>(p, stream);
     case 160: return run_flash_fwd<Element, 160>(p, stream);
     case 256: return run_flash_fwd<Element, 256>(p, stream);

@@ -7,7 +7,9 @@ namespace fewstep::cuda {
 
 /// Head dims are served by a few compiled groups; a call with head dim d runs
 /// the smallest group ≥ d and skips the padded 16-column chunks at run time.
-inline constexpr int kHeadDimGroups[] = {64, 128, 160, 256};
+/// SD 1.x's 40, 80 and 160 and SDXL's 64 each have a group of their own
+/// (40 rounds up to the mma's k = 16 granularity: 48).
+inline constexpr int kHeadDimGroups[] = {48, 64, 80, 128, 160, 256};
 
 /// The group that serves head dim d (d ≤ 256).
 constexpr int head_dim_group(int64_t d) {
@@ -26,12 +28,15 @@ struct TileConfig {
 
 /// The one place that chooses the CUDA tiles. Shared memory is
 /// (block_m + 4·block_n)·(group + 8)·2 bytes (Q, and K and V double-buffered):
-/// 55 KB, 104 KB, 108 KB and 101 KB, within the 163 KB an sm_80 block may use.
+/// 43, 55, 68, 104, 108 and 101 KB for the six groups, within the 163 KB an
+/// sm_80 block may use.
 /// Register use per thread is dominated by the O accumulator (group/2 floats)
 /// plus the score tile (block_n/2 floats).
 constexpr TileConfig tile_config(int group) {
   switch (group) {
+    case 48: return {128, 64, 8};
     case 64: return {128, 64, 8};
+    case 80: return {128, 64, 8};
     case 128: return {128, 64, 8};
     case 160: return {64, 64, 4};
     default: return {64, 32, 4};  // 256
