@@ -1,0 +1,104 @@
+// bench/unet_step: the time of one UNet call, the unit every sampler step
+// pays once (twice for Heun), with the CFG batch of 2 rows that guidance
+// needs. One row per attention mode (fused = fewstep::attention through the
+// TorchScript rewrite; native = the model's own LibTorch attention).
+// Prints a table; writes JSON (--json). Harness: bench/harness.h.
+#include "bench/harness.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/sweep.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
+#include <CLI/CLI.hpp>
+#include <torch/headeronly/version.h>
+
+namespace {
+
+struct Options {
+  std::string model = std::string(FEWSTEP_TEST_MODELS) + "/tiny-blocks";
+  std::string device = "cpu", dtype = "fp32", attention = "fused,native";
+  int64_t batch = 2, width = 0, height = 0;
+  int threads = 0, warmup = 2, repeats = 10;
+  std::string json = "unet_step.json";
+};
+
+std::string utc_date() {
+  const std::time_t now = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d", std::gmtime(&now));
+  return buf;
+}
+
+int run(const Options& opt) {
+  fewstep::bench::ResultTable table;
+  for (const std::string& mode : fewstep::parse_list("--attention", opt.attention)) {
+    fewstep::RuntimeOptions rt;
+    rt.device = opt.device;
+    rt.dtype = opt.dtype;
+    rt.threads = opt.threads;
+    rt.attention = mode;
+    auto pipe = fewstep::Pipeline::load(opt.model, rt);
+    const auto& m = pipe->manifest();
+    const int64_t w = opt.width > 0 ? opt.width : m.defaults.width, h = opt.height > 0 ? opt.height : m.defaults.height;
+    std::vector<int64_t> shape = pipe->sample_shape(w, h);
+    shape[0] = opt.batch;
+    const auto on = at::TensorOptions().device(pipe->device()).dtype(pipe->model_dtype());
+    // Two input sets, rotated, so repeats do not replay one cached input.
+    const std::vector<at::Tensor> xs = {at::randn(shape, on), at::randn(shape, on)};
+    const at::Tensor t = at::full({opt.batch}, 500.0, on.dtype(at::kFloat));
+    at::Tensor ctx;
+    if (pipe->conditional()) {
+      const fewstep::Conditioning c = pipe->encode("a red apple", "");
+      ctx = c.cond.expand({opt.batch, c.cond.size(1), c.cond.size(2)}).contiguous();
+    }
+    at::NoGradGuard no_grad;
+    fewstep::Model& unet = pipe->model();
+    const fewstep::bench::Timing tm = fewstep::bench::time_ms(
+        [&](int i) { unet.forward(xs[size_t(i % 2)], t, ctx); }, pipe->device(),
+        {.warmup = opt.warmup, .repeats = opt.repeats});
+    table.add({{"model", m.name},
+               {"device", opt.device},
+               {"dtype", opt.dtype},
+               {"attention", mode},
+               {"batch", opt.batch},
+               {"size", std::to_string(w) + "x" + std::to_string(h)},
+               {"median_ms", tm.median_ms},
+               {"min_ms", tm.min_ms},
+               {"cpu_ms", tm.cpu_median_ms}});
+  }
+  table.print();
+  const nlohmann::ordered_json meta = {
+      {"date", utc_date()},          {"bench", "unet_step"},
+      {"model", opt.model},          {"threads", at::get_num_threads()},
+      {"repeats", opt.repeats},      {"torch", std::to_string(TORCH_VERSION_MAJOR) + "." +
+                                                   std::to_string(TORCH_VERSION_MINOR) + "." +
+                                                   std::to_string(TORCH_VERSION_PATCH)}};
+  table.write_json(opt.json, meta);
+  std::cout << "wrote " << opt.json << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  CLI::App app{"bench_unet_step: one UNet call, fused against native attention"};
+  app.add_option("--model", opt.model, "model package folder")->capture_default_str();
+  app.add_option("--device", opt.device, "cpu or cuda")->capture_default_str();
+  app.add_option("--dtype", opt.dtype, "fp32, fp16 or bf16")->capture_default_str();
+  app.add_option("--attention", opt.attention, "comma list of fused, native")->capture_default_str();
+  app.add_option("--batch", opt.batch, "rows per call (2 = a CFG pair)")->capture_default_str();
+  app.add_option("--width", opt.width, "pixels (default: the model's)");
+  app.add_option("--height", opt.height, "pixels (default: the model's)");
+  app.add_option("--threads", opt.threads, "intra-op threads (0 = all cores)")->capture_default_str();
+  app.add_option("--warmup", opt.warmup, "untimed calls")->capture_default_str();
+  app.add_option("--repeats", opt.repeats, "timed calls (median reported)")->capture_default_str();
+  app.add_option("--json", opt.json, "JSON output file")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return run(opt);
+  } catch (const std::exception& e) {
+    std::cerr << "bench_unet_step: error: " << e.what() << "\n";
+    return 1;
+  }
+}
