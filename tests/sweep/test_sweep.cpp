@@ -204,6 +204,7 @@ TEST(SweepArguments, CommandLineErrors) {
       {"--samplers ''", "--samplers: the list is empty"},
       {"--samplers ddim,bogus", "--samplers: unknown sampler 'bogus'"},
       {"--samplers ddim --steps 2,-1", "--steps: must be at least 1"},
+      {"--samplers ddim", "--out: cannot create folder /dev/null/x"},
   };
   for (const auto& [args, want] : cases) {
     const std::string cmd = bin + " sweep --model analytic:gaussian --steps 1 " + args + " --out /dev/null/x 2>&1";
