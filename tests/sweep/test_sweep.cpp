@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <sstream>
 
@@ -156,6 +157,16 @@ TEST(SweepSummary, ParetoFrontAndSelections) {
   EXPECT_NE(md.find("| a | 34.89 | 16 | 8 | 33.98 |"), std::string::npos) << md;
   // Fastest at >= 30 dB: a@8 (9 ms) beats a@16 (17 ms) and b@8 (30 ms).
   EXPECT_NE(md.find("`a` at 8 steps"), std::string::npos) << md;
+}
+
+// RFC 4180: a field with a comma or a quote is quoted, quotes doubled.
+TEST(SweepCsv, QuotesPromptsAndWritesInfinitePsnr) {
+  SweepRow r = row("ddim", 4, 4, 0.0, 1.5);
+  r.prompt = "a \"red\", apple";
+  r.psnr_db = std::numeric_limits<double>::infinity();
+  r.ssim = 1;
+  const std::string csv = format_results_csv({r});
+  EXPECT_EQ(csv.substr(csv.find('\n') + 1), "\"a \"\"red\"\", apple\",ddim,4,0,4,0,1.5,0,0,inf,1\n");
 }
 
 std::string error_of(SweepOptions o) {
