@@ -62,6 +62,7 @@ TEST(Profile, BlockUnetTraceAndStages) {
   o.model = std::string(FEWSTEP_TEST_MODELS) + "/tiny-blocks";
   if (!fs::exists(o.model)) GTEST_SKIP() << "test model missing: " << o.model;
   o.prompt = "a red apple";
+  o.rt.threads = 1;
   o.steps = 2;
   o.out = fs::temp_directory_path() / ("fewstep_test_profile_" + std::to_string(::getpid()));
   const ProfileReport r = run_profile(o);

@@ -62,6 +62,7 @@ TEST(SweepGaussian, ErrorFallsWithStepsForEveryOdeSampler) {
   o.seeds = {3};
   o.timestep_spacing = "trailing";
   o.rt.dtype = "fp64";
+  o.rt.threads = 1;  // small tensors; avoids OpenMP spin-waits on a busy machine
   o.out = fresh_dir("gaussian");
   int64_t last_done = 0, total = 0;
   const SweepResult r = run_sweep(o, [&](int64_t done, int64_t all) {
@@ -121,6 +122,7 @@ TEST(SweepGaussian, SameNoisePerSeedAcrossCombinations) {
   o.seeds = {0, 1};
   o.timestep_spacing = "trailing";
   o.rt.dtype = "fp64";
+  o.rt.threads = 1;  // small tensors; avoids OpenMP spin-waits on a busy machine
   o.out = fresh_dir("seeds");
   const SweepResult r = run_sweep(o);
   ASSERT_EQ(r.rows.size(), 4u);
