@@ -89,6 +89,33 @@ std::vector<NoisePoint> strictly_decreasing(const std::vector<NoisePoint>& in) {
   return out;
 }
 
+// The point of a spacing's timestep t: diffusers' Euler family
+// (EulerDiscrete, EulerAncestralDiscrete, HeunDiscrete) interpolates the
+// k-sigma linearly in t (np.interp(t, arange(T), sigmas)); the others take the
+// log-SNR map. Both are exact at integer t.
+NoisePoint family_point_at_timestep(const std::string& family, const at::Tensor& ac, double t) {
+  return family == "euler" ? vp_point_linear_k_sigma(ac, t) : vp_point_at_timestep(ac, t);
+}
+
+// diffusers' DPM family (DPMSolverMultistep, DPMSolverSinglestep,
+// UniPCMultistep) gives the model an int64 timestep for Karras and
+// exponential sigmas while its update keeps the sigmas: `round` (Karras:
+// np.round of _sigma_to_t) or the int64 cast's truncation. A point whose
+// integer would equal a neighbour's (sigmas dense near σ_min or σ_max) keeps
+// its exact timestep instead, so the model's timesteps stay strictly
+// decreasing. (Integers r, exact t: for neighbours i-1, i with r_{i-1} ≠ r_i,
+// r_{i-1} ≥ r_i + 1, and either rounding moves t by less than 1 below or 0.5
+// either side, so an integer kept next to an exact value still orders them.)
+void use_integer_timesteps(std::vector<NoisePoint>& pts, bool round) {
+  const size_t n = pts.size();
+  std::vector<double> r(n);
+  for (size_t i = 0; i < n; ++i) r[i] = round ? round_half_even(pts[i].timestep) : std::floor(pts[i].timestep);
+  for (size_t i = 0; i < n; ++i) {
+    const bool repeated = (i > 0 && r[i] == r[i - 1]) || (i + 1 < n && r[i] == r[i + 1]);
+    if (!repeated) pts[i].timestep = r[i];
+  }
+}
+
 // LCM's timesteps (Luo et al. 2023; diffusers LCMScheduler.set_timesteps):
 // the distillation schedule (1..S)·(T//S) - 1, reversed, sampled at
 // floor(linspace(0, S, N, endpoint=False)).
@@ -168,17 +195,41 @@ at::Tensor training_alphas_cumprod(const SchedulerConfig& cfg) {
   return ac.contiguous();
 }
 
-NoisePoint vp_point_at_timestep(const at::Tensor& alphas_cumprod, double t) {
+namespace {
+
+// The point at fractional training timestep t (clamped to [0, T-1]): the
+// training point at integer t, else `between(ac_i, ac_{i+1}, frac)`.
+template <class Between>
+NoisePoint interpolated_point(const at::Tensor& alphas_cumprod, double t, Between between) {
   const int64_t T = alphas_cumprod.size(0);
   const double* ac = alphas_cumprod.data_ptr<double>();
   t = std::clamp(t, 0.0, static_cast<double>(T - 1));
   const auto i = static_cast<int64_t>(std::floor(t));
   const double frac = t - static_cast<double>(i);
   if (frac == 0.0 || i + 1 >= T) return vp_point_from_ac(t, ac[i]);
-  const double lam = log_snr(ac[i]) + frac * (log_snr(ac[i + 1]) - log_snr(ac[i]));
-  // ᾱ = sigmoid(λ); 1 - ᾱ = sigmoid(-λ).
-  const double a2 = 1.0 / (1.0 + std::exp(-lam)), s2 = 1.0 / (1.0 + std::exp(lam));
-  return {t, std::sqrt(a2), std::sqrt(s2)};
+  NoisePoint p = between(ac[i], ac[i + 1], frac);
+  p.timestep = t;
+  return p;
+}
+
+}  // namespace
+
+NoisePoint vp_point_at_timestep(const at::Tensor& alphas_cumprod, double t) {
+  return interpolated_point(alphas_cumprod, t, [](double a0, double a1, double frac) {
+    const double lam = log_snr(a0) + frac * (log_snr(a1) - log_snr(a0));
+    // ᾱ = sigmoid(λ); 1 - ᾱ = sigmoid(-λ).
+    return NoisePoint{0.0, std::sqrt(1.0 / (1.0 + std::exp(-lam))), std::sqrt(1.0 / (1.0 + std::exp(lam)))};
+  });
+}
+
+NoisePoint vp_point_linear_k_sigma(const at::Tensor& alphas_cumprod, double t) {
+  return interpolated_point(alphas_cumprod, t, [](double a0, double a1, double frac) {
+    if (!(a1 > 0)) return NoisePoint{0.0, 0.0, 1.0};  // k = ∞ at an unclamped zero-SNR end
+    const double k0 = std::sqrt((1.0 - a0) / a0), k1 = std::sqrt((1.0 - a1) / a1);
+    const double k = k0 + frac * (k1 - k0);
+    const double alpha = 1.0 / std::sqrt(1.0 + k * k);
+    return NoisePoint{0.0, alpha, k * alpha};
+  });
 }
 
 NoisePoint vp_point_at_k_sigma(const at::Tensor& alphas_cumprod, double k_sigma) {
@@ -202,6 +253,8 @@ NoisePoint vp_point_at_k_sigma(const at::Tensor& alphas_cumprod, double k_sigma)
     }
     const double l0 = log_snr(ac[lo]), l1 = log_snr(ac[hi]);
     t = static_cast<double>(lo) + (l0 - lam) / (l0 - l1);
+    // A training sigma maps to its integer timestep despite rounding in λ.
+    if (std::abs(t - std::nearbyint(t)) < 1e-9) t = std::nearbyint(t);
   }
   return {t, alpha, sigma};
 }
@@ -296,7 +349,7 @@ Schedule make_schedule(const SchedulerConfig& cfg, const SamplerInfo& sampler, i
     if (custom_t.front() > max_t)
       throw SamplerError("custom timesteps must be <= " + std::to_string(static_cast<int64_t>(max_t)));
     for (double t : custom_t)
-      pts.push_back(flow ? flow_point(t / static_cast<double>(T), T) : vp_point_at_timestep(ac, t));
+      pts.push_back(flow ? flow_point(t / static_cast<double>(T), T) : family_point_at_timestep(family, ac, t));
   } else if (!custom_s.empty()) {
     require_descending(custom_s, "sigmas");
     if (flow && custom_s.front() > 1.0) throw SamplerError("custom flow sigmas must lie in [0, 1]");
@@ -338,18 +391,24 @@ Schedule make_schedule(const SchedulerConfig& cfg, const SamplerInfo& sampler, i
       const double ac_last = ac_end > 0 ? ac_end : std::pow(2.0, -24);
       double s_min = k_sigma_at_index(ac, 0), s_max = std::sqrt((1.0 - ac_last) / ac_last);
       if (family == "euler") {
-        s_min = vp_point_at_timestep(ac, t.back()).sigma / vp_point_at_timestep(ac, t.back()).alpha;
-        s_max = vp_point_at_timestep(ac, t.front()).sigma / vp_point_at_timestep(ac, t.front()).alpha;
+        const NoisePoint lo = vp_point_linear_k_sigma(ac, t.back()), hi = vp_point_linear_k_sigma(ac, t.front());
+        s_min = lo.sigma / lo.alpha;
+        s_max = hi.sigma / hi.alpha;
       }
-      pts = points_from_sigmas(sigma_spacing == "karras" ? karras_sigmas(s_min, s_max, steps)
-                                                         : exponential_sigmas(s_min, s_max, steps),
+      const bool karras = sigma_spacing == "karras";
+      pts = points_from_sigmas(karras ? karras_sigmas(s_min, s_max, steps) : exponential_sigmas(s_min, s_max, steps),
                                false, ac, T);
+      // DPMSolverMultistep keeps Karras timesteps unrounded (then truncated)
+      // for squaredcos_cap_v2; the other DPM-family schedulers round them.
+      const bool dpm_multistep = sampler.name.rfind("dpmpp_", 0) == 0;
+      if (family == "dpm")
+        use_integer_timesteps(pts, karras && !(dpm_multistep && cfg.beta_schedule == "squaredcos_cap_v2"));
     } else if (sigma_spacing == "simple") {
       // k-diffusion's simple scheduler: training sigmas at T-1 - floor(i·T/N).
       for (int64_t i = 0; i < steps; ++i)
         pts.push_back(vp_point_at_timestep(ac, static_cast<double>(T - 1 - (i * T) / steps)));
     } else if (sigma_spacing.empty() || sigma_spacing == "none") {
-      for (double v : t) pts.push_back(vp_point_at_timestep(ac, v));
+      for (double v : t) pts.push_back(family_point_at_timestep(family, ac, v));
     } else {
       throw SamplerError("unknown sigma_spacing '" + sigma_spacing +
                          "' (valid: none, karras, exponential, simple)");

@@ -47,10 +47,20 @@ struct NoisePoint {
 /// alphas_cumprod: [T] float64.
 NoisePoint vp_point_at_timestep(const at::Tensor& alphas_cumprod, double t);
 
+/// The VP point at a fractional training timestep t ∈ [0, T-1] as diffusers'
+/// Euler family defines it (EulerDiscrete, EulerAncestralDiscrete,
+/// HeunDiscrete: np.interp(t, arange(T), sigmas)): the k-sigma σ/α is
+/// interpolated linearly between integer timesteps. Exact at integer t, where
+/// it equals vp_point_at_timestep; in between it differs from the log-SNR map
+/// by up to ~2e-4 relative. t is clamped to [0, T-1]. alphas_cumprod: [T]
+/// float64.
+NoisePoint vp_point_linear_k_sigma(const at::Tensor& alphas_cumprod, double t);
+
 /// The VP point whose k-diffusion sigma (σ/α, Karras et al. 2022) is
 /// `k_sigma` ≥ 0; its timestep is the inverse of vp_point_at_timestep (so
-/// the two agree exactly), clamped to [0, T-1] outside the training range.
-/// k_sigma = 0 gives (timestep 0, alpha 1, sigma 0).
+/// the two agree to float rounding), clamped to [0, T-1] outside the training
+/// range; a timestep within 1e-9 of an integer is that integer (a training
+/// sigma maps to its own timestep despite rounding in λ). k_sigma = 0 gives (timestep 0, alpha 1, sigma 0).
 NoisePoint vp_point_at_k_sigma(const at::Tensor& alphas_cumprod, double k_sigma);
 
 /// The flow point at t ∈ [0, 1]: alpha = 1 - t, sigma = t, timestep t·T.
@@ -98,6 +108,16 @@ std::string default_timestep_spacing(const std::string& family);
 /// DPM-Solver do; the euler and dpm families always clamp it).
 /// Repeated timesteps that a spacing's rounding produces (DPM linspace near
 /// steps = T) are dropped the same way.
+/// Fractional timesteps map to points as diffusers' family does: the euler
+/// family (spacing and user-given timesteps) by vp_point_linear_k_sigma, the
+/// others by vp_point_at_timestep. Karras and exponential sigmas are inverted
+/// with the log-SNR map (diffusers' _sigma_to_t); for the dpm family the
+/// model's timestep is then diffusers' int64 one while alphas/sigmas keep the
+/// exact sigmas: Karras rounds half to even (except the dpmpp_* samplers,
+/// i.e. DPMSolverMultistep, with beta_schedule squaredcos_cap_v2), the rest
+/// truncates. A point whose integer would equal a neighbour's (sigmas dense
+/// near σ_min or σ_max) keeps its exact timestep, so model timesteps stay
+/// strictly decreasing (diffusers would repeat them).
 /// Throws SamplerError on bad input (steps < 1, unknown spacing, leading
 /// spacing whose step ratio T // N is 0 (DPM family at steps ≥ T/2), custom
 /// values not descending or out of range, lcm steps over

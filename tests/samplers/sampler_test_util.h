@@ -41,7 +41,34 @@ struct RunArgs {
   uint64_t step_seed = 7;
   std::optional<PicardOptions> picard = {};
   std::optional<SchedulerConfig> config = {};  ///< defaults to the model's
+  /// Answer each call at the schedule point's exact noise level
+  /// (exact_level_model_fn) rather than at the timestep the model is given.
+  bool exact_levels = false;
 };
+
+/// The analytic model told each schedule point's exact noise level: a call at
+/// the model timestep of point i is answered at the timestep that the model's
+/// own map sends to (alphas[i], sigmas[i]). diffusers' definitions give the
+/// model a timestep whose point is not exactly the sampler's (Euler family:
+/// σ linear in t; DPM family with Karras/exponential sigmas: integer
+/// timesteps); measuring an integrator's order needs the ideal denoiser at the
+/// sampler's own sigma. Throws SamplerError for a timestep not in the schedule.
+inline ModelFn exact_level_model_fn(AnalyticModel& model, const Schedule& s) {
+  ModelFn inner = model.model_fn();
+  const bool flow = s.alphas_cumprod.numel() == 0;
+  return [inner, s, flow](const at::Tensor& x, const at::Tensor& timestep) {
+    at::Tensor exact = timestep.to(at::kDouble).clone();
+    for (int64_t r = 0; r < exact.size(0); ++r) {
+      const double t = exact[r].item<double>();
+      int64_t i = 0;
+      while (i <= s.steps() && s.timesteps[i].item<double>() != t) ++i;
+      if (i > s.steps()) throw SamplerError("exact_level_model_fn: timestep " + std::to_string(t) + " is no schedule point's");
+      const double k = s.sigmas[i].item<double>() / s.alphas[i].item<double>();
+      if (!flow) exact[r] = vp_point_at_k_sigma(s.alphas_cumprod, k).timestep;
+    }
+    return inner(x, exact);
+  };
+}
 
 inline Run run_sampler(AnalyticModel& model, const RunArgs& a) {
   const SamplerInfo& info = find_sampler(a.sampler);
@@ -50,7 +77,7 @@ inline Run run_sampler(AnalyticModel& model, const RunArgs& a) {
   if (a.spacing) cfg.timestep_spacing = *a.spacing;
   Run r;
   r.schedule = make_schedule(cfg, info, a.steps, resolved);
-  auto denoiser = make_model_denoiser(model.model_fn(), cfg);
+  auto denoiser = make_model_denoiser(a.exact_levels ? exact_level_model_fn(model, r.schedule) : model.model_fn(), cfg);
   const at::Tensor noise = unit_noise(model, a.batch, a.noise_seed, a.dtype);
   r.x_start = noise.to(at::kDouble) * initial_noise_scale(r.schedule);
   r.x = sample(info, r.schedule, *denoiser, noise, resolved, a.step_seed, {}, a.picard, &r.stats);

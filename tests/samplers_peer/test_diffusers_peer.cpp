@@ -33,6 +33,11 @@
 // says so in a `note` printed here: UniPC bh1's last step (B(h) = h = inf times
 // a zero residual, NaN; the UniP-1 limit x0 is expected) and DDPM fixed_large's
 // last-step noise when its timestep is > 0 (Ho et al. 2020 Alg. 2 adds none).
+// Where diffusers' DPM-family integer timesteps (Karras/exponential sigmas)
+// repeat, fewstep gives the model the exact timesteps at those points (no
+// duplicate timesteps, issue 3); the oracle feeds diffusers' model the same
+// values there (its update reads only sigmas once the begin index is set), so
+// the whole run is still compared, and says so in a `note`.
 // Without diffusers the oracle exits 77 (skipped) and these tests skip.
 //
 // To rerun by hand: tools/oracles/diffusers_samplers.py --out cases.json, then

@@ -45,6 +45,7 @@ import time
 import warnings
 
 try:
+    import numpy as np
     import torch
     import diffusers
 
@@ -403,6 +404,29 @@ def _schedule_points(sched, cls):
     return ts, sigmas
 
 
+DPM_FAMILY = {"DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "UniPCMultistepScheduler"}
+
+
+def _repeated_integer_timesteps(sched, cls, config, timesteps):
+    """{point: exact timestep} where diffusers' integer timesteps repeat.
+
+    With Karras or exponential sigmas the DPM family hands the model
+    int(round(t)) or int(t) of _sigma_to_t's t. fewstep keeps the exact t at
+    a point whose integer equals a neighbour's (samplers/schedule.h), so that
+    its model timesteps strictly decrease. Empty for every other case.
+    """
+    if cls not in DPM_FAMILY or not (config.get("use_karras_sigmas") or config.get("use_exponential_sigmas")):
+        return {}
+    n = len(timesteps)
+    repeated = [i for i in range(n)
+                if (i > 0 and timesteps[i] == timesteps[i - 1]) or (i + 1 < n and timesteps[i] == timesteps[i + 1])]
+    if not repeated:
+        return {}
+    ac = sched.alphas_cumprod.double().numpy()
+    log_sigmas = np.log(((1 - ac) / ac) ** 0.5)
+    return {i: float(sched._sigma_to_t(np.float64(sched.sigmas[i]), log_sigmas)) for i in repeated}
+
+
 def run_case(case, modules, promote=True):
     """Runs diffusers on one case; returns (expected-results fields, final x or None).
 
@@ -430,6 +454,18 @@ def run_case(case, modules, promote=True):
             # rounding duplicated t0 (Karras), skipping a step.
             sched.set_begin_index(0)
         timesteps, sigmas = _schedule_points(sched, cls)
+        model_t = list(sched.timesteps)
+        repeated = _repeated_integer_timesteps(sched, cls, case["diffusers_config"], timesteps)
+        if repeated:
+            # fewstep keeps these points' exact timesteps (no duplicate timesteps,
+            # issue 3); diffusers' DPM-family update reads only sigmas once
+            # set_begin_index fixed the step index, so feeding the model the
+            # exact value here is diffusers' algorithm with fewstep's timesteps.
+            for i, t_exact in repeated.items():
+                timesteps[i] = t_exact
+                model_t[i] = t_exact
+            note = (f"repeated_timesteps: diffusers' integer timesteps repeat at points {sorted(repeated)}; "
+                    "fewstep gives the model the exact timesteps there, and so does the oracle")
         if (cls == "DDPMScheduler" and case["diffusers_config"].get("variance_type") == "fixed_large"
                 and timesteps[-1] > 0):
             # diffusers adds noise of variance beta_t = 1 - alphas_cumprod[t] on the
@@ -450,8 +486,8 @@ def run_case(case, modules, promote=True):
             plan.step = None if heun_second else i
             try:
                 model_in = sched.scale_model_input(x, t)
-                out = harness.toy_model(model_in, t)
-                model_timesteps.append(float(t))
+                out = harness.toy_model(model_in, model_t[j])
+                model_timesteps.append(float(model_t[j]))
                 x = sched.step(out, t, x, **case["diffusers_step_kwargs"]).prev_sample
             except Exception as exc:  # diffusers fails on some configurations
                 error = f"step {i}: {type(exc).__name__}: {exc}"
@@ -473,7 +509,7 @@ def run_case(case, modules, promote=True):
         x = sched.model_outputs[-1]
         trajectory.append(x.flatten().tolist())
         error = None
-        note = ("unipc bh1 last step: diffusers returns NaN (B(h) = h = inf times a zero residual); the "
+        note = (note + "; " if note else "") + ("unipc bh1 last step: diffusers returns NaN (B(h) = h = inf times a zero residual); the "
                 "expected final sample is the UniP-1 limit x = m0 (diffusers' converted model output)")
     result = {
         "timesteps": timesteps,
