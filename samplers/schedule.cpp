@@ -286,8 +286,11 @@ std::vector<double> spaced_timesteps(const std::string& family, const std::strin
     if (dpm) t.pop_back();
     for (double& v : t) v += static_cast<double>(steps_offset);
   } else if (spacing == "trailing") {
-    // All families: round(T - i·T/N) - 1 for i = 0..N-1 (numpy arange(T, 0, -T/N)).
-    for (int64_t i = 0; i < steps; ++i) t.push_back(round_half_even(Td - i * (Td / n)) - 1.0);
+    // All families: arange(T, 0, -T/N).round() - 1, first N values. numpy's
+    // float arange fills start + i·δ with δ = (start + step) - start, which
+    // rounds differently from i·step (T=1000, N=48, i=3: 937.4999… not 937.5).
+    const double delta = (Td - Td / n) - Td;
+    for (int64_t i = 0; i < steps; ++i) t.push_back(round_half_even(Td + static_cast<double>(i) * delta) - 1.0);
   } else if (spacing == "linspace") {
     if (dpm) {
       // linspace(0, T-1, N+1).round()[::-1][:-1]

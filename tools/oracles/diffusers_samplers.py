@@ -608,6 +608,12 @@ def comparison_scope(case, result):
     if cls == "DDIMScheduler":
         ts = [int(t) for t in result["timesteps"]]
         if not ddim_prev_timesteps_agree(ts, case["diffusers_config"]["num_train_timesteps"], n):
+            if _zero_length_last_step(result["sigmas"]):
+                # fewstep may also drop the repeated final point: its schedule then
+                # matches the alternative's (compared as a schedule only, too).
+                alt, _, _ = _drop_zero_length_step(case, result)
+                alt["compare"] = "schedule"
+                result["alternative"] = alt
             return "schedule", ("ddim_prev_timestep: diffusers' DDIMScheduler.step steps to t - T//N, fewstep "
                                 "to the next schedule entry (issue 3: 'the next timestep always comes from the "
                                 "schedule array'); the two differ for this spacing and step count")
