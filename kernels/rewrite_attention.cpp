@@ -1,6 +1,7 @@
 // fewstep attention: the TorchScript pass that puts fewstep::attention where
 // a model computes softmax(scale · q kᵀ) v (Vaswani et al. 2017, eq. 1),
 // either through aten::scaled_dot_product_attention or written out.
+#include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "kernels/attention.h"
 
@@ -199,9 +201,20 @@ int rewrite_attention(const std::shared_ptr<torch::jit::Graph>& graph) {
 }
 
 int rewrite_attention(torch::jit::Module& module) {
+  // Every function of the module's compilation unit: the methods of all its
+  // submodule types and the free functions they call (attention often sits
+  // in a helper function reached through prim::CallFunction). Graphs are
+  // shared by every instance of a type, so each is rewritten once.
+  // A loaded file has one compilation unit; modules built in C++ may each have their own.
+  std::vector<const torch::jit::CompilationUnit*> units;
   int count = 0;
   for (const torch::jit::Module& m : module.modules()) {
-    for (const torch::jit::Method& method : m.get_methods()) count += rewrite_attention(method.graph());
+    const auto cu = m._ivalue()->compilation_unit();
+    if (std::find(units.begin(), units.end(), cu.get()) != units.end()) continue;
+    units.push_back(cu.get());
+    for (torch::jit::Function* fn : cu->get_functions()) {
+      if (auto* graph_fn = dynamic_cast<torch::jit::GraphFunction*>(fn)) count += rewrite_attention(graph_fn->graph());
+    }
   }
   return count;
 }

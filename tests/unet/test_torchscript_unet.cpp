@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "kernels/attention.h"
 #include "unet/torchscript.h"
 
 namespace fs = std::filesystem;
@@ -96,6 +97,26 @@ TEST(TextEncoder, HiddenSizeMismatchNamesField) {
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("text_encoder.hidden_size"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+
+namespace {
+
+// The exported UNets call SDPA from a free TorchScript function; the fused
+// rewrite must reach it, and the result must stay within float rounding of
+// LibTorch's attention.
+TEST(FusedAttention, RewriteReachesHelperFunctionsAndKeepsTheOutput) {
+  ModelManifest m = tiny("tiny-mono");
+  int rewrites = 0;
+  TorchScriptUnet fused(m.unet, true, [&](torch::jit::Module& mod) { rewrites = rewrite_attention(mod); });
+  TorchScriptUnet native(m.unet, true, nullptr);
+  EXPECT_GE(rewrites, 1);
+  at::NoGradGuard ng;
+  at::manual_seed(7);
+  at::Tensor x = at::randn({2, 3, 16, 16}), t = at::tensor({900.0f, 20.0f}), ctx = at::randn({2, 16, 32});
+  at::Tensor yf = fused.forward(x, t, ctx), yn = native.forward(x, t, ctx);
+  EXPECT_LE((yf - yn).abs().max().item<float>(), 1e-4f);
 }
 
 }  // namespace
