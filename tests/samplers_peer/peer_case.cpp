@@ -199,6 +199,14 @@ PeerRun run_fewstep(const PeerCase& c) {
 
 std::vector<std::string> compare_run(const PeerCase& c, const PeerRun& run) {
   std::vector<std::string> problems;
+  if (c.compare == "refused") {
+    problems.push_back("fewstep ran a configuration it must refuse (" + c.known_different + ")");
+    return problems;
+  }
+  if (c.compare == "runs") {
+    if (!all_finite(run.x_final)) problems.push_back("final sample is not finite");
+    return problems;
+  }
   std::ostringstream s;
   s.precision(12);
   // Schedule: timesteps of points 0..N-1, k-sigmas of points 0..N.

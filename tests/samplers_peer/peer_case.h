@@ -19,7 +19,7 @@ using Flat = std::vector<double>;
 /// A case: the configuration both sides run and diffusers' results.
 struct PeerCase {
   std::string id, sampler, diffusers_class;
-  std::string compare;          ///< "all" | "trajectory" | "schedule" (see the oracle)
+  std::string compare;          ///< "all" | "trajectory" | "schedule" | "runs" | "refused" (see the oracle)
   std::string known_different;  ///< why the scope is narrower than "all" ("" if it is not)
   std::string diffusers_error;  ///< what diffusers raised or produced, if anything
   std::string note;             ///< how the oracle worked around a diffusers defect, if it did

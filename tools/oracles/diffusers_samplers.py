@@ -511,7 +511,9 @@ def run_case(case, modules, promote=True):
         error = None
         note = (note + "; " if note else "") + ("unipc bh1 last step: diffusers returns NaN (B(h) = h = inf times a zero residual); the "
                 "expected final sample is the UniP-1 limit x = m0 (diffusers' converted model output)")
+    ac0 = float(sched.alphas_cumprod[0])
     result = {
+        "train_sigma_min": math.sqrt((1 - ac0) / ac0),
         "timesteps": timesteps,
         # JSON has no infinity: a zero-terminal-SNR point's k-sigma is "inf".
         "sigmas": [s if s is None or math.isfinite(s) else "inf" for s in sigmas],
@@ -584,18 +586,56 @@ def _drop_zero_length_step(case, result):
 
 
 def comparison_scope(case, result):
-    """What the C++ test may compare: ("all" | "trajectory" | "schedule", reason).
+    """What the C++ test may compare: ("all" | "trajectory" | "schedule" | "runs" | "refused", reason).
 
     "all": schedule, model timesteps, trajectory and final sample.
     "trajectory": the schedule and the first `compare_steps` trajectory
     entries; fewstep's final sample must only be finite. "schedule": timesteps
-    and sigmas only. May rewrite `result`; adds result["alternative"] (the
+    and sigmas only. "runs": fewstep's run must only be finite. "refused":
+    fewstep must refuse the configuration (SamplerError). May rewrite `result`; adds result["alternative"] (the
     same fields and its own scope) when fewstep may legitimately run a
     different number of steps (the C++ test picks the one matching fewstep's
     schedule).
     """
     cls = case["diffusers_class"]
     n = case["steps"]
+    cfg = case["diffusers_config"]
+    train_sigma_min = result.pop("train_sigma_min", None)
+    T = cfg["num_train_timesteps"]
+    if (cls in EULER_FAMILY and cfg.get("timestep_spacing") == "trailing" and len(np.arange(T, 0, -T / n)) > n
+            and (cfg.get("use_karras_sigmas") or cfg.get("use_exponential_sigmas"))):
+        return "runs", ("trailing_arange_sigma_range: diffusers' trailing arange yields N+1 timesteps here, the "
+                        "last -1 (read as timestep 0), so its Karras/exponential range ends at the training "
+                        "sigma_min; fewstep's trailing yields exactly N (schedule.h), its range ends at the Nth "
+                        "timestep: the sigmas differ, fewstep's run must only be finite")
+    if (cls == "UniPCMultistepScheduler" and n == 1 and cfg.get("use_karras_sigmas")
+            and cfg.get("final_sigmas_type") == "sigma_min"):
+        # diffusers' UniPC takes the last Karras sigma as sigma_min: at 1 step
+        # that is sigma_max itself, a zero-length step.
+        result["sigmas"][-1] = train_sigma_min
+        return "schedule", ("unipc_karras_one_step: diffusers' UniPC ends a Karras schedule at its last Karras "
+                            "sigma, at 1 step sigma_max itself (a zero-length step); fewstep ends at the training "
+                            "sigma_min (the same point at every other step count): the schedule's point 0 is compared")
+    ks = [math.inf if k == "inf" else k for k in result["sigmas"]]
+    if n == 1 and None not in ks and 0 < ks[0] <= ks[-1] * (1 + 1e-9):
+        return "refused", ("single_zero_length_step: the only step goes from sigma_min to sigma_min (diffusers "
+                           "takes a zero-length step); fewstep refuses such a schedule with a one-line error")
+    if None not in ks and any(ks[i] >= ks[i - 1] for i in range(1, n)):
+        # Zero-SNR rescale with diffusers' clamp ᾱ_T = 2^-24 can leave the
+        # next timesteps' ᾱ below it: the sigmas then rise after point 0.
+        keep = [0]
+        for i in range(1, n):
+            if ks[i] < ks[keep[-1]] * (1 - 1e-9):
+                keep.append(i)
+        while len(keep) > 1 and not ks[-1] < ks[keep[-1]] * (1 - 1e-9):
+            keep.pop()
+        reason = ("non_monotone_sigmas: diffusers' sigmas rise after a point (zero-SNR clamp of the last "
+                  "alphas_cumprod to 2^-24 above its neighbours'); fewstep drops each point not below its "
+                  "predecessor (schedule.h), so only the schedule is compared, without those points")
+        result["alternative"] = {"timesteps": [result["timesteps"][i] for i in keep],
+                                 "sigmas": [result["sigmas"][i] for i in keep] + result["sigmas"][-1:],
+                                 "compare": "schedule", "known_different": reason}
+        return "schedule", reason
     if len(result["timesteps"]) > n:
         # numpy's float arange(T, 0, -T/N) yields N+1 values for some T, N;
         # the extra one rounds to timestep -1, which diffusers then indexes
