@@ -23,6 +23,8 @@ struct PeerCase {
   std::string known_different;  ///< why the scope is narrower than "all" ("" if it is not)
   std::string diffusers_error;  ///< what diffusers raised or produced, if anything
   std::string note;             ///< how the oracle worked around a diffusers defect, if it did
+  /// Per trajectory entry: how far 1e-15 relative in diffusers' sigmas moves its sample (peer_case.cpp).
+  std::vector<double> rounding_floor;
   int64_t steps = 0;  ///< steps requested (fewstep may drop a repeated final point: see `timesteps`)
   uint64_t noise_seed = 0;
   bool stochastic = false;

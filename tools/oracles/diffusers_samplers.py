@@ -427,7 +427,25 @@ def _repeated_integer_timesteps(sched, cls, config, timesteps):
     return {i: float(sched._sigma_to_t(np.float64(sched.sigmas[i]), log_sigmas)) for i in repeated}
 
 
-def run_case(case, modules, promote=True):
+#: Relative perturbation of diffusers' sigmas (about 4.5 float64 ulp) used to
+#: measure how far rounding alone moves a case's samples (rounding_floor).
+SIGMA_PERTURBATION = 1e-15
+
+
+def rounding_floor(case, modules, result):
+    """Per trajectory entry, max |x - x'| when diffusers' own sigmas move by
+    SIGMA_PERTURBATION relative: the case's float64 conditioning. fewstep and
+    diffusers evaluate the same formulas in a different order, so their
+    difference is of this size, while an algorithmic difference is orders of
+    magnitude larger. Zeros for schedulers without a `sigmas` table."""
+    perturbed, _ = run_case(case, modules, perturb=SIGMA_PERTURBATION)
+    floor = [max(abs(x - y) for x, y in zip(a, b))
+             for a, b in zip(result["trajectory"], perturbed["trajectory"])]
+    # Steps diffusers' perturbed run did not complete: the largest floor seen.
+    return floor + [max(floor, default=0.0)] * (len(result["trajectory"]) - len(floor))
+
+
+def run_case(case, modules, promote=True, perturb=0.0):
     """Runs diffusers on one case; returns (expected-results fields, final x or None).
 
     The trajectory holds x after each step (at points 1..N) in fewstep's
@@ -448,6 +466,8 @@ def run_case(case, modules, promote=True):
     with harness.promoted_to_float64(modules, promote), harness.injected_noise(modules, plan):
         sched = getattr(mod, cls)(**case["diffusers_config"])
         sched.set_timesteps(steps)
+        if perturb and hasattr(sched, "sigmas"):
+            sched.sigmas = sched.sigmas * (1.0 + perturb)
         if hasattr(sched, "set_begin_index"):
             # Start at index 0 as a sampler does. Without it diffusers finds
             # the first step by value and starts at the second copy when
@@ -727,6 +747,7 @@ def main(argv=None):
         for i in range(args.cases_per_sampler):
             case = make_case(rng, sampler, i)
             result, x_final = run_case(case, modules)
+            result["rounding_floor"] = rounding_floor(case, modules, result)
             scope, reason = comparison_scope(case, result)
             case.update(result)
             case["compare"] = scope
