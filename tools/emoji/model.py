@@ -30,14 +30,26 @@ HEAD_DIM = 32
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """Multi-head attention. q [B,Lq,C], k/v [B,Lk,C] -> [B,Lq,C]; C = heads*d."""
+    """Multi-head scaled dot-product attention (Vaswani et al. 2017, eq. 1), no mask.
+    q [B,Lq,C], k/v [B,Lk,C] float -> [B,Lq,C]; C = heads*d."""
     b, lq, c = q.shape
     lk = k.shape[1]
     d = c // heads
     q = q.reshape(b, lq, heads, d).transpose(1, 2)
     k = k.reshape(b, lk, heads, d).transpose(1, 2)
     v = v.reshape(b, lk, heads, d).transpose(1, 2)
+    pad = (8 - d % 8) % 8
+    if pad > 0:
+        # fewstep's fused kernel takes head dims that are multiples of 8: pad
+        # q, k, v with zeros (q.k unchanged, the extra output columns are
+        # dropped) and rescale q so that the op's default 1/sqrt(d + pad)
+        # scale becomes 1/sqrt(d). Exact up to rounding.
+        q = F.pad(q, [0, pad]) * math.sqrt((d + pad) / d)
+        k = F.pad(k, [0, pad])
+        v = F.pad(v, [0, pad])
     o = F.scaled_dot_product_attention(q, k, v)
+    if pad > 0:
+        o = o[..., :d]
     return o.transpose(1, 2).reshape(b, lq, c)
 
 

@@ -43,8 +43,9 @@ def trailing_timesteps(steps, n=1000):
 
 
 @torch.no_grad()
-def ddim(model, tok, prompts, seeds, steps=8, cfg_scale=5.0, ctx_len=24):
-    """prompts/seeds: equal-length lists. Returns uint8 [N,32,32,3]."""
+def ddim(model, tok, prompts, seeds, steps=8, cfg_scale=5.0, ctx_len=24, clip_sample=True):
+    """prompts/seeds: equal-length lists. Returns uint8 [N,32,32,3].
+    clip_sample (the package's scheduler setting) clamps x0 to [-1, 1] each step."""
     ab = cosine_alphas_cumprod(1000).double()
     ids = torch.tensor([tok.encode_padded(p, ctx_len) for p in prompts])
     empty = torch.tensor([tok.encode_padded("", ctx_len)] * len(prompts))
@@ -60,6 +61,9 @@ def ddim(model, tok, prompts, seeds, steps=8, cfg_scale=5.0, ctx_len=24):
         a, s = ab[t].sqrt(), (1 - ab[t]).sqrt()
         x0 = a * x - s * v
         eps = s * x + a * v
+        if clip_sample:  # diffusers' clip_sample: clamp x0, then re-derive eps
+            x0 = x0.clamp(-1, 1)
+            eps = (x - a * x0) / s
         ap = ab[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, dtype=torch.float64)
         x = ap.sqrt() * x0 + (1 - ap).sqrt() * eps
     img = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
