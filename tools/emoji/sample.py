@@ -6,7 +6,9 @@ DDIM with eta = 0 (Song et al. 2021, eq. 12) on "trailing" timestep spacing
 timestep_spacing="trailing", set_alpha_to_one=True), v-prediction converted as
 x0 = sqrt(ab) x - sqrt(1-ab) v and eps = sqrt(1-ab) x + sqrt(ab) v
 (Salimans & Ho 2022), classifier-free guidance (Ho & Salimans 2022, eq. 6)
-with the empty prompt as the unconditional input.
+with the empty prompt as the unconditional input. With clip_sample, x0 is
+clamped to [-1, 1] and eps kept, as diffusers does; the C++ runtime gives the
+same pixels for the same seed.
 
 Usage: sample.py [--ckpt models/emoji/checkpoint/checkpoint.pt] [--out models/emoji/contact_sheet.png]
 Noise: torch.Generator().manual_seed(seed), randn [1,3,32,32] per image.
@@ -61,9 +63,8 @@ def ddim(model, tok, prompts, seeds, steps=8, cfg_scale=5.0, ctx_len=24, clip_sa
         a, s = ab[t].sqrt(), (1 - ab[t]).sqrt()
         x0 = a * x - s * v
         eps = s * x + a * v
-        if clip_sample:  # diffusers' clip_sample: clamp x0, then re-derive eps
+        if clip_sample:  # as diffusers' DDIMScheduler: clamp x0, keep eps
             x0 = x0.clamp(-1, 1)
-            eps = (x - a * x0) / s
         ap = ab[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, dtype=torch.float64)
         x = ap.sqrt() * x0 + (1 - ap).sqrt() * eps
     img = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
