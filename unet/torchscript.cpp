@@ -42,6 +42,12 @@ std::string shape_str(at::IntArrayRef s) {
 std::string first_line(const std::exception& e) {
   const auto* ce = dynamic_cast<const c10::Error*>(&e);
   std::string msg = ce ? ce->what_without_backtrace() : e.what();
+  // The TorchScript interpreter puts two tracebacks first and the cause last.
+  if (msg.rfind("The following operation failed in the TorchScript interpreter", 0) == 0) {
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    auto last = msg.rfind('\n');
+    if (last != std::string::npos) msg = msg.substr(last + 1);
+  }
   auto nl = msg.find('\n');
   return nl == std::string::npos ? msg : msg.substr(0, nl);
 }
