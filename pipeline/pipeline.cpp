@@ -103,6 +103,19 @@ std::vector<int64_t> Pipeline::sample_shape(int64_t width, int64_t height) const
   return {1, manifest_.in_channels, height / manifest_.vae_scale_factor, width / manifest_.vae_scale_factor};
 }
 
+GenerateRequest Pipeline::request_with_defaults(const std::string& sampler, std::optional<int64_t> steps,
+                                                std::optional<double> cfg_scale, std::optional<int64_t> width,
+                                                std::optional<int64_t> height) const {
+  const ModelDefaults& d = manifest_.defaults;
+  GenerateRequest r;
+  r.sampler = sampler.empty() ? d.sampler : sampler;
+  r.steps = steps.value_or(d.steps);
+  r.cfg_scale = cfg_scale.value_or(d.cfg_scale);
+  r.width = width.value_or(d.width);
+  r.height = height.value_or(d.height);
+  return r;
+}
+
 void Pipeline::check(const GenerateRequest& req) const {
   if (req.steps < 1) throw std::invalid_argument("--steps: must be at least 1, got " + std::to_string(req.steps));
   if (!(req.cfg_scale >= 0.0) || !std::isfinite(req.cfg_scale))

@@ -71,6 +71,11 @@ class Pipeline {
   /// Model-space sample shape [1, C, h, w] for a pixel size. Throws
   /// std::invalid_argument naming --width/--height when it does not fit.
   std::vector<int64_t> sample_shape(int64_t width, int64_t height) const;
+  /// A request with the manifest's defaults for every value not given
+  /// (sampler "" = the default sampler).
+  GenerateRequest request_with_defaults(const std::string& sampler, std::optional<int64_t> steps,
+                                        std::optional<double> cfg_scale, std::optional<int64_t> width,
+                                        std::optional<int64_t> height) const;
   /// Validates a request before any work: sampler name, options, steps,
   /// cfg_scale, size and memory estimate. Throws std::invalid_argument with
   /// a one-line message naming the flag.

@@ -178,13 +178,7 @@ ProfileReport run_profile(const ProfileOptions& o) {
 
   const std::string model = o.model.empty() ? default_model_dir() : o.model;
   std::unique_ptr<Pipeline> pipe = Pipeline::load(model, o.rt);
-  const ModelManifest& m = pipe->manifest();
-  GenerateRequest req;
-  req.sampler = o.sampler.empty() ? m.defaults.sampler : o.sampler;
-  req.steps = o.steps.value_or(m.defaults.steps);
-  req.cfg_scale = o.cfg_scale.value_or(m.defaults.cfg_scale);
-  req.width = o.width.value_or(m.defaults.width);
-  req.height = o.height.value_or(m.defaults.height);
+  GenerateRequest req = pipe->request_with_defaults(o.sampler, o.steps, o.cfg_scale, o.width, o.height);
   req.seed = o.seed;
   req.timestep_spacing = o.timestep_spacing;
   req.sampler_options = o.sampler_options;

@@ -201,10 +201,7 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress) {
   std::unique_ptr<Pipeline> pipe = Pipeline::load(model, o.rt);
   const ModelManifest& m = pipe->manifest();
 
-  GenerateRequest base;
-  base.cfg_scale = o.cfg_scale.value_or(m.defaults.cfg_scale);
-  base.width = o.width.value_or(m.defaults.width);
-  base.height = o.height.value_or(m.defaults.height);
+  GenerateRequest base = pipe->request_with_defaults("", std::nullopt, o.cfg_scale, o.width, o.height);
   base.timestep_spacing = o.timestep_spacing;
   auto request_for = [&](const std::string& sampler, int64_t steps, bool with_picard) {
     GenerateRequest r = base;
