@@ -13,7 +13,13 @@ fp16 is a storage format: fewstep's runtime converts modules to the run dtype
 (fp32 on CPU) after loading. Before saving, the script checks that the
 scripted block-wise path equals the eager model in fp32 (max abs error printed).
 
-Usage: export.py [--ckpt models/emoji/checkpoint/checkpoint.pt]
+It then writes models/emoji/checkpoint/checkpoint.pt: the raw weights as an
+int8 difference from the fp16 EMA just exported (checkpoint.py), so that
+training resumes from the committed files.
+
+Source: the local training state (data/emoji_train_state.pt) when it exists and
+is not older than the committed checkpoint, else the committed checkpoint
+(re-export). Usage: export.py [--state data/emoji_train_state.pt]
 """
 import argparse
 import json
@@ -24,8 +30,10 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from sample import load_ema  # noqa: E402
-from train import CKPT, PKG  # noqa: E402
+import bpe  # noqa: E402
+import checkpoint  # noqa: E402
+from model import EmojiModel  # noqa: E402
+from train import CKPT, PKG, STATE  # noqa: E402
 
 LICENSE = ("Weights: Apache-2.0, trained on Noto Color Emoji artwork (Apache-2.0; font "
            "SIL OFL 1.1) with Unicode CLDR English annotations (Unicode-DFS-2016)")
@@ -94,10 +102,28 @@ def manifest(ck, steps_done):
 
 def main():
     ap = argparse.ArgumentParser(description="export the emoji model package")
-    ap.add_argument("--ckpt", default=CKPT)
-    ap.add_argument("--out", default=PKG)
+    ap.add_argument("--state", default=STATE)
     args = ap.parse_args()
-    model, tok, ck = load_ema(args.ckpt)
+    ck = None
+    if os.path.exists(args.state):
+        ck = torch.load(args.state, map_location="cpu")
+        raw = {k: v.float() for k, v in ck["model"].items()}
+        ema_sd = ck["ema"]
+    if os.path.exists(CKPT):
+        c_raw, c_ema, c_meta = checkpoint.load(CKPT, PKG)
+        if ck is None or c_meta["step"] > ck["step"]:
+            ck, raw, ema_sd = c_meta, c_raw, c_ema
+    if ck is None:
+        sys.exit("export.py: neither %s nor %s exists" % (args.state, CKPT))
+    cfg = ck["config"]
+    tok = bpe.Tokenizer(os.path.join(PKG, "tokenizer"))
+    model = EmojiModel(len(tok.vocab), cfg["context_length"], cfg["d_text"], cfg["text_layers"],
+                       cfg["channels"], cfg["attn"])
+    # the package holds fp16: round first, so that the delta is taken from what is stored
+    model.load_state_dict({k: v.half().float() if v.is_floating_point() else v
+                           for k, v in ema_sd.items()})
+    model.eval()
+    args.out = PKG
     unet = torch.jit.script(model.unet)
     text = torch.jit.script(model.text_encoder)
     g = torch.Generator().manual_seed(0)
@@ -127,6 +153,14 @@ def main():
         got = blockwise(u2, x, t, t2(ids))
     print("fp16 package vs fp32 eager max abs error %.3g; step %d -> %s"
           % ((ref - got).abs().max().item(), ck["step"], args.out))
+    ema16 = {k: v.half() if v.is_floating_point() else v for k, v in ema_sd.items()}
+    meta = {k: ck[k] for k in ("step", "ema_n", "train_s", "config", "batch", "lr") if k in ck}
+    checkpoint.save(CKPT, raw, ema16, meta)
+    raw2, ema2, _ = checkpoint.load(CKPT, PKG)
+    worst = max((raw2[k] - raw[k]).abs().max().item() for k in raw if raw[k].is_floating_point())
+    assert all(torch.equal(ema2[k], ema16[k].float()) for k in ema16 if ema16[k].is_floating_point())
+    print("checkpoint %s: %d bytes, raw weights max abs rounding %.3g"
+          % (CKPT, os.path.getsize(CKPT), worst))
 
 
 if __name__ == "__main__":

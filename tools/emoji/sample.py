@@ -25,18 +25,19 @@ from PIL import Image, ImageDraw
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bpe  # noqa: E402
+import checkpoint  # noqa: E402
 from model import EmojiModel  # noqa: E402
 from train import CKPT, PKG, cosine_alphas_cumprod  # noqa: E402
 
 
 def load_ema(path=CKPT):
     """Returns (EMA model in fp32 eval mode, tokenizer, checkpoint dict)."""
-    ck = torch.load(path, map_location="cpu")
+    _, ema, ck = checkpoint.load(path, PKG)
     cfg = ck["config"]
     tok = bpe.Tokenizer(os.path.join(PKG, "tokenizer"))
     m = EmojiModel(len(tok.vocab), cfg["context_length"], cfg["d_text"], cfg["text_layers"],
                    cfg["channels"], cfg["attn"])
-    m.load_state_dict({k: v.float() for k, v in ck["ema"].items()})
+    m.load_state_dict(ema)
     return m.eval(), tok, ck
 
 

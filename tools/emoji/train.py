@@ -16,8 +16,12 @@ Recipe:
 
 Checkpoints:
   data/emoji_train_state.pt   fp32 weights + EMA + optimiser, every --save-min minutes
-  models/emoji/checkpoint/checkpoint.pt   fp16 weights + fp16 EMA + step (committed;
-                                          a run resumes from it when the local state is absent or older)
+                              and at the end (not committed)
+  committed: the package's fp16 EMA weights (models/emoji/*.pt) plus
+             models/emoji/checkpoint/checkpoint.pt (raw weights as an int8
+             difference from them; see checkpoint.py), both written by
+             export.py from the local state. A run resumes from them when the
+             local state is absent or older.
 Loss log: models/emoji/loss.csv (appended every --log-every steps).
 
 Resume: nice -n 19 .venv/bin/python tools/emoji/train.py  (same command as the first start)
@@ -37,6 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import bpe  # noqa: E402
+import checkpoint  # noqa: E402
 from model import EmojiModel, count  # noqa: E402
 
 CONFIG = dict(channels=(48, 96, 144), attn=(False, True, True), d_text=192, text_layers=3,
@@ -70,10 +75,6 @@ def load_data(tok):
     return imgs, ids, weights, caps
 
 
-def fp16_state(sd):
-    return {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
-
-
 def main():
     ap = argparse.ArgumentParser(description="train the emoji model")
     ap.add_argument("--batch", type=int, default=64)
@@ -88,6 +89,9 @@ def main():
     ap.add_argument("--save-min", type=float, default=10.0)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bf16", action="store_true",
+                    help="bf16 autocast for the forward pass (weights, optimiser and loss stay fp32); "
+                         "1.6x faster per step on an AVX512-BF16 CPU")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (random numbers stay on the CPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -105,24 +109,25 @@ def main():
     dev = torch.device(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     step, ema_n, train_s = 0, 0, 0.0
-    committed = torch.load(CKPT, map_location="cpu") if os.path.exists(CKPT) else None
+    committed = checkpoint.load(CKPT, PKG) if os.path.exists(CKPT) else None
     local = torch.load(STATE, map_location="cpu") if os.path.exists(STATE) else None
     warm_from = 0
-    if local is not None and (committed is None or local["step"] >= committed["step"]):
+    if local is not None and (committed is None or local["step"] >= committed[2]["step"]):
         model.load_state_dict(local["model"])
         ema.load_state_dict(local["ema"])
         step, ema_n, train_s = local["step"], local["ema_n"], local["train_s"]
         warm_from = local.get("warm_from", 0)
         print("resumed from local state at step %d" % step, flush=True)
     elif committed is not None:
-        model.load_state_dict({k: v.float() for k, v in committed["model"].items()})
-        ema.load_state_dict({k: v.float() for k, v in committed["ema"].items()})
-        step, ema_n, train_s = committed["step"], committed["ema_n"], committed["train_s"]
+        raw_sd, ema_sd, meta = committed
+        model.load_state_dict(raw_sd)
+        ema.load_state_dict(ema_sd)
+        step, ema_n, train_s = meta["step"], meta["ema_n"], meta["train_s"]
         warm_from = step  # fresh optimiser: warm up again
         print("resumed from committed checkpoint at step %d" % step, flush=True)
     model.to(dev)
     ema.to(dev)
-    if local is not None and "opt" in local and (committed is None or local["step"] >= committed["step"]):
+    if local is not None and "opt" in local and (committed is None or local["step"] >= committed[2]["step"]):
         opt.load_state_dict(local["opt"])  # after .to(dev): moments follow the parameters
     print("params: text %d unet %d; train images %d" % (
         count(model.text_encoder), count(model.unet), len(caps)), flush=True)
@@ -137,15 +142,10 @@ def main():
         tmp = STATE + ".tmp"
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                     "step": step, "ema_n": ema_n, "train_s": train_s, "warm_from": warm_from,
-                    "config": CONFIG}, tmp)
+                    "config": CONFIG, "batch": args.batch, "lr": args.lr}, tmp)
         os.replace(tmp, STATE)
-        os.makedirs(os.path.dirname(CKPT), exist_ok=True)
-        tmp = CKPT + ".tmp"
-        torch.save({"model": fp16_state(model.state_dict()), "ema": fp16_state(ema.state_dict()),
-                    "step": step, "ema_n": ema_n, "train_s": train_s, "config": CONFIG,
-                    "batch": args.batch, "lr": args.lr}, tmp)
-        os.replace(tmp, CKPT)
-        print("saved step %d%s" % (step, " (final)" if final else ""), flush=True)
+        print("saved step %d to %s%s (export.py writes the committed form)"
+              % (step, STATE, " (final)" if final else ""), flush=True)
 
     new_log = not os.path.exists(LOSS_CSV)
     log = open(LOSS_CSV, "a")
@@ -179,8 +179,9 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr
         xt, v, w, c = xt.to(dev), v.to(dev), w.to(dev), c.to(dev)
-        pred = model(xt, t.float().to(dev), c)
-        per = ((pred - v) ** 2).mean(dim=(1, 2, 3))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.bf16):
+            pred = model(xt, t.float().to(dev), c)
+        per = ((pred.float() - v) ** 2).mean(dim=(1, 2, 3))
         loss = (w * per).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
