@@ -8,9 +8,11 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/core/Event.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <malloc.h>
+#include <torch/headeronly/version.h>
 
 #include <algorithm>
 #include <chrono>
@@ -134,6 +136,24 @@ int64_t peak_rss_added_bytes(F&& fn) {
   return proc_status_bytes("VmHWM") - before;
 }
 
+/// Today's date in UTC, "YYYY-MM-DD".
+inline std::string utc_date() {
+  const std::time_t now = std::time(nullptr);
+  char buffer[32];
+  std::strftime(buffer, sizeof(buffer), "%Y-%m-%d", std::gmtime(&now));
+  return buffer;
+}
+
+/// The metadata every benchmark records: date, benchmark name, LibTorch
+/// version it was built against, intra-op threads. Callers add their own keys.
+inline nlohmann::ordered_json run_meta(const std::string& bench) {
+  return {{"date", utc_date()},
+          {"bench", bench},
+          {"torch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                        std::to_string(TORCH_VERSION_PATCH)},
+          {"threads", at::get_num_threads()}};
+}
+
 /// Result rows with named columns in first-seen order. Numbers print with
 /// four significant digits in the table and in full in the JSON.
 class ResultTable {
@@ -179,6 +199,13 @@ class ResultTable {
     doc["meta"] = meta;
     doc["rows"] = rows_;
     file << doc.dump(2) << "\n";
+  }
+
+  /// print(), then write_json(path, meta), then a line saying where it went.
+  void report(const std::string& path, const nlohmann::ordered_json& meta) const {
+    print();
+    write_json(path, meta);
+    std::cout << "wrote " << path << "\n";
   }
 
  private:

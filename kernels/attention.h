@@ -23,7 +23,7 @@ namespace fewstep {
 
 /// Raised for invalid attention inputs (shapes, dtypes, strides, devices) and
 /// unknown --attention values. The message is one line naming the failed
-/// constraint, e.g. "fewstep::attention: head dim 12 of q is not a multiple of 8".
+/// constraint, e.g. "fewstep::attention: head dim 512 exceeds the maximum 256".
 struct AttentionError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -35,7 +35,8 @@ struct AttentionError : std::runtime_error {
 ///
 /// q: [B·H, seq_q, d] or [B, H, seq_q, d]; k and v: [B·H, seq_k, d] or
 /// [B, H, seq_k, d] with q's leading dims. Any strides, but the last dim must
-/// be contiguous. d is a multiple of 8, at most 256; seq_k ≥ 1.
+/// be contiguous. d is at most 256 (the kernels take multiples of 8; other
+/// d are zero-padded to one, which costs copies); seq_k ≥ 1.
 /// dtype: float32 on CPU; float16, bfloat16 or float32 on CUDA (all three the same).
 /// scale: usually 1/√d. Returns a new tensor shaped like q (contiguous, q's dtype).
 /// Throws AttentionError (one line) when a constraint fails.

@@ -137,10 +137,7 @@ void check_attention_inputs(const at::Tensor& q, const at::Tensor& k, const at::
     fail("v has seq_k " + std::to_string(v.size(-2)) + " but k has " + std::to_string(k.size(-2)));
   }
   const int64_t head_dim = q.size(-1);
-  if (head_dim <= 0 || head_dim % kHeadDimMultiple != 0) {
-    fail("head dim " + std::to_string(head_dim) + " is not a positive multiple of " +
-         std::to_string(kHeadDimMultiple));
-  }
+  if (head_dim <= 0) fail("head dim " + std::to_string(head_dim) + " is not positive");
   if (head_dim > kMaxHeadDim) {
     fail("head dim " + std::to_string(head_dim) + " exceeds the maximum " + std::to_string(kMaxHeadDim));
   }
@@ -182,6 +179,20 @@ at::Tensor& attention_out_impl(const at::Tensor& q, const at::Tensor& k, const a
   check_attention_inputs(q, k, v, backend);
   check_out(q, out);
   if (q.numel() == 0) return out;
+  const int64_t head_dim = q.size(-1);
+  if (head_dim % kHeadDimMultiple != 0) {
+    // The kernels take head dims in multiples of 8. Zero columns change no
+    // score (q·k sums over d) and give zero output columns, so the padded
+    // problem's first head_dim output columns are the answer; `scale` is
+    // explicit and unaffected. Costs one copy of q, k, v and out.
+    const int64_t pad = kHeadDimMultiple - head_dim % kHeadDimMultiple;
+    const at::Tensor qp = at::constant_pad_nd(q, {0, pad});
+    at::Tensor target = at::empty(qp.sizes(), qp.options());
+    attention_out_impl(qp, at::constant_pad_nd(k, {0, pad}), at::constant_pad_nd(v, {0, pad}), scale, target,
+                       backend, launch);
+    out.copy_(target.narrow(-1, 0, head_dim));
+    return out;
+  }
   const at::Tensor qx = kernel_layout(q, backend);
   const at::Tensor kx = kernel_layout(k, backend);
   const at::Tensor vx = kernel_layout(v, backend);

@@ -29,19 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def bytes_to_unicode():
-    """CLIP's reversible byte -> printable unicode table (Radford et al. 2021)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "emoji"))
+from bpe import bytes_to_unicode  # noqa: E402  (CLIP's byte table, shared with the emoji tokenizer)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

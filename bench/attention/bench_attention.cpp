@@ -91,13 +91,6 @@ int64_t input_set_count(at::Device device, int64_t bytes_per_set) {
   return 1;
 }
 
-std::string utc_date() {
-  const std::time_t now = std::time(nullptr);
-  char buffer[32];
-  std::strftime(buffer, sizeof(buffer), "%Y-%m-%d", std::gmtime(&now));
-  return buffer;
-}
-
 std::string cpu_model() {
   std::ifstream info("/proc/cpuinfo");
   std::string line;
@@ -177,22 +170,17 @@ int run(const Options& opt) {
       table.add(row);
     }
   }
-  table.print();
-  nlohmann::ordered_json meta = {{"date", utc_date()},
-                                 {"device", cuda ? "cuda" : "cpu"},
-                                 {"cpu", cpu_model()},
-                                 {"threads", at::get_num_threads()},
-                                 {"dtype", c10::toString(dtype)},
-                                 {"torch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
-                                               std::to_string(TORCH_VERSION_PATCH)},
-                                 {"matmul_peak_tflops", peak_tflops},
-                                 {"warmup", timing.warmup},
-                                 {"repeats", timing.repeats}};
+  nlohmann::ordered_json meta = run_meta("attention");
+  meta.update({{"device", cuda ? "cuda" : "cpu"},
+               {"cpu", cpu_model()},
+               {"dtype", c10::toString(dtype)},
+               {"matmul_peak_tflops", peak_tflops},
+               {"warmup", timing.warmup},
+               {"repeats", timing.repeats}});
 #ifdef FEWSTEP_HAS_CUDA_KERNELS
   if (cuda) meta["gpu"] = at::cuda::getCurrentDeviceProperties()->name;
 #endif
-  table.write_json(opt.json, meta);
-  std::cout << "wrote " << opt.json << "\n";
+  table.report(opt.json, meta);
   return 0;
 }
 

@@ -20,13 +20,6 @@ struct Options {
   std::string json = "generate.json";
 };
 
-std::string utc_date() {
-  const std::time_t now = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d", std::gmtime(&now));
-  return buf;
-}
-
 int run(const Options& opt) {
   fewstep::RuntimeOptions rt;
   rt.device = opt.device;
@@ -62,16 +55,9 @@ int run(const Options& opt) {
                {"sampling_share", last.total_ms > 0 ? last.sampling_ms / last.total_ms : 0.0},
                {"cpu_ms", tm.cpu_median_ms}});
   }
-  table.print();
-  const nlohmann::ordered_json meta = {
-      {"date", utc_date()},         {"bench", "generate"},
-      {"model", opt.model},         {"dtype", opt.dtype},
-      {"attention", opt.attention}, {"threads", at::get_num_threads()},
-      {"repeats", opt.repeats},     {"torch", std::to_string(TORCH_VERSION_MAJOR) + "." +
-                                                  std::to_string(TORCH_VERSION_MINOR) + "." +
-                                                  std::to_string(TORCH_VERSION_PATCH)}};
-  table.write_json(opt.json, meta);
-  std::cout << "wrote " << opt.json << "\n";
+  nlohmann::ordered_json meta = fewstep::bench::run_meta("generate");
+  meta.update({{"model", opt.model}, {"dtype", opt.dtype}, {"attention", opt.attention}, {"repeats", opt.repeats}});
+  table.report(opt.json, meta);
   return 0;
 }
 

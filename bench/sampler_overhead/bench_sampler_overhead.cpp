@@ -44,13 +44,6 @@ std::vector<int64_t> parse_shape(const std::string& s) {
   return dims;
 }
 
-std::string utc_date() {
-  const std::time_t now = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d", std::gmtime(&now));
-  return buf;
-}
-
 int run(const Options& opt) {
   if (opt.threads > 0) at::set_num_threads(opt.threads);
   const auto dtype = opt.dtype == "float64" ? at::kDouble : at::kFloat;
@@ -104,19 +97,10 @@ int run(const Options& opt) {
   std::cout << "sampler overhead per model evaluation, shape " << opt.shape << ", " << opt.dtype << ", "
             << at::get_num_threads() << " threads; stand-in model " << model_only.median_ms * 1e3
             << " us/call (subtracted); reference UNet step " << opt.unet_step_ms << " ms\n";
-  table.print();
+  nlohmann::ordered_json meta = fewstep::bench::run_meta("sampler_overhead");
+  meta.update({{"shape", opt.shape}, {"dtype", opt.dtype}, {"unet_step_ms", opt.unet_step_ms}});
+  table.report(opt.json, meta);
   std::cout << "worst: " << worst << "% of a UNet step (budget 1%)\n";
-  const nlohmann::ordered_json meta = {{"date", utc_date()},
-                                       {"bench", "sampler_overhead"},
-                                       {"shape", opt.shape},
-                                       {"dtype", opt.dtype},
-                                       {"threads", at::get_num_threads()},
-                                       {"unet_step_ms", opt.unet_step_ms},
-                                       {"torch", std::to_string(TORCH_VERSION_MAJOR) + "." +
-                                                     std::to_string(TORCH_VERSION_MINOR) + "." +
-                                                     std::to_string(TORCH_VERSION_PATCH)}};
-  table.write_json(opt.json, meta);
-  std::cout << "wrote " << opt.json << "\n";
   return 0;
 }
 

@@ -22,13 +22,6 @@ struct Options {
   std::string json = "unet_step.json";
 };
 
-std::string utc_date() {
-  const std::time_t now = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d", std::gmtime(&now));
-  return buf;
-}
-
 int run(const Options& opt) {
   fewstep::bench::ResultTable table;
   for (const std::string& mode : fewstep::parse_list("--attention", opt.attention)) {
@@ -66,15 +59,9 @@ int run(const Options& opt) {
                {"min_ms", tm.min_ms},
                {"cpu_ms", tm.cpu_median_ms}});
   }
-  table.print();
-  const nlohmann::ordered_json meta = {
-      {"date", utc_date()},          {"bench", "unet_step"},
-      {"model", opt.model},          {"threads", at::get_num_threads()},
-      {"repeats", opt.repeats},      {"torch", std::to_string(TORCH_VERSION_MAJOR) + "." +
-                                                   std::to_string(TORCH_VERSION_MINOR) + "." +
-                                                   std::to_string(TORCH_VERSION_PATCH)}};
-  table.write_json(opt.json, meta);
-  std::cout << "wrote " << opt.json << "\n";
+  nlohmann::ordered_json meta = fewstep::bench::run_meta("unet_step");
+  meta.update({{"model", opt.model}, {"repeats", opt.repeats}});
+  table.report(opt.json, meta);
   return 0;
 }
 

@@ -66,6 +66,27 @@ TEST(AttentionCpu, OutputAliasingAnInputIsComputedFromTheOriginalInput) {
                                        rounding_floor(v, at::kFloat));
 }
 
+// Head dims off the kernels' multiple of 8 run zero-padded: same budget
+// against the float64 reference, and the out= form writes only `out`.
+TEST(AttentionCpu, HeadDimsOffTheMultipleOf8AreComputedPadded) {
+  for (const int64_t d : {1, 12, 36, 100, 250}) {
+    SCOPED_TRACE("head dim " + std::to_string(d));
+    check_attention_case(AttentionCase{at::kFloat, 2, 3, 37, 45, d, true}, at::kCPU, at::kDouble);
+  }
+  fresh_seed();
+  const at::Tensor q = at::randn({2, 9, 36});
+  const at::Tensor k = at::randn({2, 11, 36});
+  const at::Tensor v = at::randn({2, 11, 36});
+  at::Tensor storage = at::full({2, 9, 40}, 7.0);
+  at::Tensor out = storage.narrow(-1, 0, 36);  // strided view into a wider buffer
+  attention_out(q, k, v, 0.3, out);
+  EXPECT_LE(max_abs_error(out, reference_attention(q, k, v, 0.3)),
+            2.0 * max_abs_error(at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, 0.3),
+                                reference_attention(q, k, v, 0.3)) +
+                rounding_floor(v, at::kFloat));
+  EXPECT_TRUE(at::equal(storage.narrow(-1, 36, 4), at::full({2, 9, 4}, 7.0)));  // untouched
+}
+
 TEST(AttentionCpu, EmptyQueryGivesEmptyOutput) {
   const at::Tensor q = at::randn({2, 0, 16});
   const at::Tensor kv = at::randn({2, 5, 16});

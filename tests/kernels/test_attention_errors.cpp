@@ -61,9 +61,9 @@ TEST(AttentionErrors, NonContiguousLastDim) {
                          "k's last dim is not contiguous (stride 5)");
 }
 
-TEST(AttentionErrors, HeadDimNotAMultipleOf8) {
-  expect_attention_error([] { attention(qkv({2, 5, 12}), qkv({2, 5, 12}), qkv({2, 5, 12}), 1.0); },
-                         "head dim 12 is not a positive multiple of 8");
+TEST(AttentionErrors, HeadDimAboveTheMaximum) {
+  expect_attention_error([] { attention(qkv({2, 5, 0}), qkv({2, 5, 0}), qkv({2, 5, 0}), 1.0); },
+                         "head dim 0 is not positive");
   expect_attention_error([] { attention(qkv({2, 5, 264}), qkv({2, 5, 264}), qkv({2, 5, 264}), 1.0); },
                          "head dim 264 exceeds the maximum 256");
 }

@@ -147,10 +147,12 @@ def main():
         print("saved step %d to %s%s (export.py writes the committed form)"
               % (step, STATE, " (final)" if final else ""), flush=True)
 
-    new_log = not os.path.exists(LOSS_CSV)
-    log = open(LOSS_CSV, "a")
-    if new_log:
-        log.write("step,loss,lr,train_seconds,utc\n")
+    def log_line(line):
+        # open per line: a file replaced under the run (git checkout) still gets the line
+        new = not os.path.exists(LOSS_CSV)
+        with open(LOSS_CSV, "a") as f:
+            f.write(("step,loss,lr,train_seconds,utc\n" if new else "") + line)
+
     last_save = time.time()
     acc, acc_n = 0.0, 0
     while step < args.max_steps and not stop["now"]:
@@ -197,9 +199,8 @@ def main():
         acc += per.mean().item()
         acc_n += 1
         if step % args.log_every == 0:
-            log.write("%d,%.5f,%.3g,%.0f,%s\n" % (step, acc / acc_n, lr, train_s,
-                                                  time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())))
-            log.flush()
+            log_line("%d,%.5f,%.3g,%.0f,%s\n" % (step, acc / acc_n, lr, train_s,
+                                                 time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())))
             print("step %d loss %.4f lr %.2g %.2fs/step threads %d load %.1f" % (
                 step, acc / acc_n, lr, time.time() - t0, torch.get_num_threads(),
                 os.getloadavg()[0]), flush=True)
@@ -208,7 +209,6 @@ def main():
             save()
             last_save = time.time()
     save(final=True)
-    log.close()
 
 
 if __name__ == "__main__":
