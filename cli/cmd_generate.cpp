@@ -1,12 +1,14 @@
 // `fewstep generate`: text to PNG.
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <filesystem>
 #include <iostream>
 
 #include "cli/common.h"
 #include "pipeline/image_io.h"
 #include "pipeline/model_source.h"
+#include "samplers/registry.h"
 
 namespace fewstep::cli {
 namespace {
@@ -18,7 +20,7 @@ struct GenerateOptions {
   // Unset optionals take the model's defaults.
   std::optional<int64_t> steps, width, height;
   std::optional<double> cfg_scale;
-  int64_t seed = -1;
+  std::string seed = "-1";
   int64_t batch_count = 1;
   std::string timestep_spacing;
   std::vector<std::string> sampler_options;
@@ -29,6 +31,18 @@ struct GenerateOptions {
   int64_t upscale = 1;
   std::string upscale_filter = "nearest";
 };
+
+/// --seed: "-1" (random) or an integer in [0, 2^64 - 1]; anything else is refused
+/// rather than clamped, so that two different seeds never give one image.
+uint64_t parse_seed(const std::string& text) {
+  if (text == "-1") return random_seed();
+  uint64_t v = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+  if (text.empty() || ec != std::errc() || ptr != end)
+    throw std::invalid_argument("--seed: '" + text + "' is not -1 (random) or an integer from 0 to 18446744073709551615");
+  return v;
+}
 
 std::filesystem::path output_path(const GenerateOptions& o, uint64_t seed) {
   const std::string seed_s = std::to_string(seed);
@@ -45,7 +59,7 @@ int run_generate(GenerateOptions& o) {
   if (!o.parallel.empty()) picard = parse_picard(o.parallel);
   if (o.batch_count < 1) throw std::invalid_argument("--batch-count: must be at least 1");
   if (o.upscale < 1 || o.upscale > 64) throw std::invalid_argument("--upscale: must be between 1 and 64");
-  const uint64_t seed0 = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : random_seed();
+  const uint64_t seed0 = parse_seed(o.seed);
   std::vector<std::filesystem::path> outs;
   for (int64_t i = 0; i < o.batch_count; ++i) {
     outs.push_back(output_path(o, seed0 + static_cast<uint64_t>(i)));
@@ -65,6 +79,16 @@ int run_generate(GenerateOptions& o) {
   req.sampler_options = sampler_opts;
   req.picard = picard;
   pipe->check(req);
+  req.sampler = find_sampler(req.sampler).name;  // aliases (diffusers class names) resolved for the records
+  if (!pipe->conditional()) {
+    // What had no effect is neither used nor recorded.
+    if (!o.prompt.empty() || !o.negative_prompt.empty() || o.cfg_scale)
+      std::cerr << "warning: " << m.name
+                << " is unconditional: --prompt, --negative-prompt and --cfg-scale are ignored\n";
+    o.prompt.clear();
+    o.negative_prompt.clear();
+    req.cfg_scale = 1.0;
+  }
   if (init_noise.defined()) {
     auto shape = pipe->sample_shape(req.width, req.height);
     shape[0] = o.batch_count;
@@ -137,7 +161,7 @@ void register_generate_command(CLI::App& app) {
   cmd->add_option("--sampler", o->sampler, "sampler name or diffusers class name (see `fewstep samplers`)");
   cmd->add_option("--steps", o->steps, "number of sampling steps (default: the model's)");
   cmd->add_option("--cfg-scale", o->cfg_scale, "classifier-free guidance scale (1 = no guidance)");
-  cmd->add_option("--seed,-s", o->seed, "random seed (default: random, printed)");
+  cmd->add_option("--seed,-s", o->seed, "random seed, 0 to 2^64-1; -1 = random (the default), printed");
   cmd->add_option("--width,-W", o->width, "image width in pixels (default: the model's)");
   cmd->add_option("--height,-H", o->height, "image height in pixels (default: the model's)");
   cmd->add_option("--batch-count,-b", o->batch_count, "images to make, with seeds seed, seed+1, ...");

@@ -21,7 +21,8 @@ void run_profile_command(ProfileCliOptions& c) {
   c.p.sampler_options = parse_sampler_options(c.sampler_options);
   if (!c.timestep_spacing.empty()) c.p.timestep_spacing = c.timestep_spacing;
   c.p.out = c.out;
-  const ProfileReport r = run_profile(c.p);
+  ProfileReport r;
+  cleaning_new_folder_on_error(c.p.out, [&] { r = run_profile(c.p); });
   std::cout << "Top operators and kernels by self time (" << r.events << " events)\n"
             << format_op_table(r.ops) << "\nPipeline stages\n"
             << format_stage_table(r.stages, r.total_ms) << "\nwrote " << r.trace.string()

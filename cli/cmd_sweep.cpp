@@ -54,14 +54,16 @@ void run_sweep_command(const SweepCliOptions& c) {
   o.reference = c.reference;
   o.rt = c.rt;
   o.out = c.out;
-  check_sweep_options(o);  // before the model loads
-
-  const int64_t total = int64_t(o.prompts.size() * o.seeds.size() * (o.samplers.size() * o.steps.size() + 1));
-  ProgressBar bar("sweep", total, !c.quiet && stderr_is_tty());
-  const SweepResult r = run_sweep(o, [&bar](int64_t done, int64_t) { bar.update(done); });
-  bar.finish();
+  SweepResult r;
+  cleaning_new_folder_on_error(o.out, [&] {
+    check_sweep_options(o);  // before the model loads
+    const int64_t total = int64_t(o.prompts.size() * o.seeds.size() * (o.samplers.size() * o.steps.size() + 1));
+    ProgressBar bar("sweep", total, !c.quiet && stderr_is_tty());
+    r = run_sweep(o, [&bar](int64_t done, int64_t) { bar.update(done); });
+    bar.finish();
+  });
   if (c.quiet) return;
-  std::cout << r.rows.size() << " runs against the reference (" << r.reference.describe() << ")\n";
+  std::cout << r.rows.size() << (r.rows.size() == 1 ? " run" : " runs") << " against the reference (" << r.reference.describe() << ")\n";
   for (const auto& f : r.files) std::cout << "wrote " << f.string() << "\n";
 }
 

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -34,6 +35,22 @@ class ProgressBar {
   bool enabled_;
   double start_s_;
 };
+
+/// Runs `body`, which may create the output folder `dir`. When `body` throws
+/// and `dir` did not exist before, removes `dir` if it is still empty (never
+/// a folder with anything in it), then rethrows: a failed command leaves no
+/// empty output folder behind.
+template <typename Body>
+void cleaning_new_folder_on_error(const std::filesystem::path& dir, Body&& body) {
+  std::error_code ec;
+  const bool existed = dir.empty() || std::filesystem::exists(dir, ec);
+  try {
+    body();
+  } catch (...) {
+    if (!existed) std::filesystem::remove(dir, ec);  // fails harmlessly unless empty
+    throw;
+  }
+}
 
 /// True when stderr is a terminal.
 bool stderr_is_tty();

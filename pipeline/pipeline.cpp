@@ -7,7 +7,9 @@
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -71,6 +73,14 @@ std::unique_ptr<Pipeline> Pipeline::load(const std::string& model, const Runtime
     throw std::invalid_argument("--attention: '" + rt.attention + "' is not one of fused, native");
 
   LoadedModel loaded = load_model_source(model, rt.attention == "fused");
+  if (const std::string& name = loaded.manifest.defaults.sampler; !name.empty()) {
+    try {
+      find_sampler(name);
+    } catch (const SamplerError& e) {
+      throw ModelError((std::filesystem::path(model) / "model.json").string() + ": field 'defaults.sampler': " +
+                       e.what());
+    }
+  }
   p->manifest_ = std::move(loaded.manifest);
   p->model_ = std::move(loaded.model);
   p->text_encoder_ = std::move(loaded.text_encoder);
@@ -128,7 +138,17 @@ void Pipeline::check(const GenerateRequest& req) const {
     throw std::invalid_argument("--width/--height: " + std::to_string(req.width) + "x" + std::to_string(req.height) +
                                 " needs about " + std::to_string(int64_t(need / (1 << 20))) +
                                 " MiB, more than this machine's memory");
-  const SamplerInfo& info = find_sampler(req.sampler);
+  const SamplerInfo* found = nullptr;
+  try {
+    found = &find_sampler(req.sampler);
+  } catch (const SamplerError& e) {
+    throw std::invalid_argument(std::string("--sampler: ") + e.what());
+  }
+  const SamplerInfo& info = *found;
+  const SchedulerConfig& sc = manifest_.scheduler;
+  if (!is_flow(sc) && req.steps > sc.num_train_timesteps)
+    throw std::invalid_argument("--steps: " + std::to_string(req.steps) + " exceeds the model's num_train_timesteps (" +
+                                std::to_string(sc.num_train_timesteps) + ")");
   SamplerOptions opts = req.sampler_options;
   if (req.timestep_spacing) {
     const auto& s = *req.timestep_spacing;
@@ -252,9 +272,34 @@ std::string format_parameters(const std::string& prompt, const std::string& nega
   std::ostringstream s;
   s << prompt << "\n";
   if (!negative_prompt.empty()) s << "Negative prompt: " << negative_prompt << "\n";
-  s << "Steps: " << req.steps << ", Sampler: " << req.sampler << ", CFG scale: " << req.cfg_scale
-    << ", Seed: " << req.seed << ", Size: " << req.width << "x" << req.height << ", Model: " << model_name;
-  if (req.timestep_spacing) s << ", Schedule type: " << *req.timestep_spacing;
+  std::string sampler = req.sampler;
+  try {
+    sampler = find_sampler(req.sampler).name;
+  } catch (const SamplerError&) {
+  }
+  s << "Steps: " << req.steps << ", Sampler: " << sampler;
+  // A1111's "Schedule type" is the sigma spacing (Karras, Exponential, ...).
+  std::string other_options;
+  for (const auto& [key, value] : req.sampler_options) {
+    if (key == "sigma_spacing" && !value.empty() && value != "none") {
+      std::string v = value;
+      v[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(v[0])));
+      s << ", Schedule type: " << v;
+    } else {
+      other_options += (other_options.empty() ? "" : " ") + key + "=" + value;
+    }
+  }
+  s << ", CFG scale: " << req.cfg_scale;
+  if (req.init_noise.defined())
+    s << ", Initial noise: from file";
+  else
+    s << ", Seed: " << req.seed;
+  s << ", Size: " << req.width << "x" << req.height << ", Model: " << model_name;
+  if (req.timestep_spacing) s << ", Timestep spacing: " << *req.timestep_spacing;
+  if (!other_options.empty()) s << ", Sampler options: " << other_options;
+  if (req.picard)
+    s << ", Parallel: picard window=" << req.picard->window << " tol=" << req.picard->tol
+      << " max_rounds=" << req.picard->max_rounds;
   return s.str();
 }
 

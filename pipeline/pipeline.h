@@ -124,7 +124,11 @@ at::Tensor to_rgb8(const at::Tensor& image);
 at::Tensor upscale_image(const at::Tensor& rgb, int64_t factor, bool smooth);
 
 /// The A1111-style `parameters` text: prompt, "Negative prompt: ..." (when
-/// non-empty), then "Steps: N, Sampler: S, CFG scale: F, Seed: N, Size: WxH, Model: M".
+/// non-empty), then "Steps: N, Sampler: S[, Schedule type: Karras], CFG scale: F,
+/// Seed: N, Size: WxH, Model: M", and when set ", Timestep spacing: ...",
+/// ", Sampler options: k=v k=v", ", Parallel: picard window=P tol=T max_rounds=R".
+/// S is the registry name (aliases resolved). With req.init_noise, "Seed: N"
+/// is replaced by "Initial noise: from file". Throws nothing.
 std::string format_parameters(const std::string& prompt, const std::string& negative_prompt,
                               const GenerateRequest& req, const std::string& model_name);
 

@@ -124,9 +124,15 @@ std::vector<std::string> parse_list(const std::string& flag, const std::string& 
   std::vector<std::string> out;
   std::stringstream in(text);
   std::string item;
-  while (std::getline(in, item, ','))
-    if (!trim(item).empty()) out.push_back(trim(item));
+  bool blank = false;
+  while (std::getline(in, item, ',')) {
+    if (trim(item).empty())
+      blank = true;
+    else
+      out.push_back(trim(item));
+  }
   if (out.empty()) throw std::invalid_argument(flag + ": the list is empty");
+  if (blank || text.back() == ',') throw std::invalid_argument(flag + ": empty item in '" + text + "'");
   return out;
 }
 
@@ -160,6 +166,15 @@ void check_sweep_options(SweepOptions& o) {
       throw std::invalid_argument(std::string("--samplers: ") + e.what());
     }
   }
+  // One run per setting: repeats (also an alias beside its name) are dropped, first kept.
+  auto drop_repeats = [](auto& v) {
+    for (size_t i = 0; i < v.size(); ++i)
+      v.erase(std::remove(v.begin() + std::ptrdiff_t(i) + 1, v.end(), v[i]), v.end());
+  };
+  drop_repeats(o.samplers);
+  drop_repeats(o.steps);
+  drop_repeats(o.seeds);
+  drop_repeats(o.prompts);
   if (o.steps.empty()) throw std::invalid_argument("--steps: the list is empty");
   for (int64_t s : o.steps)
     if (s < 1) throw std::invalid_argument("--steps: must be at least 1, got " + std::to_string(s));
@@ -229,6 +244,13 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress) {
   const int64_t total = int64_t(o.prompts.size() * o.seeds.size()) * per_seed;
   int64_t done = 0;
   const std::vector<int64_t> shape = pipe->sample_shape(base.width, base.height);
+  {
+    // Warm-up, untimed: first calls allocate, load kernels and tune, which
+    // would inflate the first row's wall_ms.
+    GenerateRequest r = request_for(o.samplers.front(), *std::min_element(o.steps.begin(), o.steps.end()), true);
+    r.seed = o.seeds.front();
+    pipe->generate(pipe->encode(o.prompts.front(), o.negative_prompt), r);
+  }
   std::vector<std::pair<std::filesystem::path, std::vector<uint8_t>>> outputs;
   for (size_t pi = 0; pi < o.prompts.size(); ++pi) {
     const std::string& prompt = o.prompts[pi];

@@ -64,7 +64,8 @@ struct SweepResult {
 using SweepProgress = std::function<void(int64_t, int64_t)>;
 
 /// Splits "a,b,c" (items trimmed). Throws std::invalid_argument
-/// "<flag>: the list is empty" when no non-empty item remains.
+/// "<flag>: the list is empty" when no non-empty item remains, and
+/// "<flag>: empty item in '<text>'" for "a,,b" or "a,b,".
 std::vector<std::string> parse_list(const std::string& flag, const std::string& text);
 
 /// parse_list, then each item as an integer. Throws std::invalid_argument
@@ -77,7 +78,8 @@ SweepReference parse_reference(const std::string& text);
 /// Checks everything that needs no model: sampler names (canonicalised:
 /// aliases become registry names), steps >= 1, seeds, prompts, the
 /// reference, sampler options against the samplers, and that the output
-/// folder can be created and written. Throws std::invalid_argument,
+/// folder can be created and written. Repeated samplers (an alias beside its
+/// name too), steps, seeds and prompts are dropped, the first kept. Throws std::invalid_argument,
 /// SamplerError or FileError with one line naming the flag.
 void check_sweep_options(SweepOptions& o);
 

@@ -30,7 +30,12 @@ Result run(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
-std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string quote(const fs::path& p) {
+  std::string q(1, '\'');  // built by appends: GCC 12 flags "'" + s + "'" with a false -Wrestrict
+  q += p.string();
+  q += '\'';
+  return q;
+}
 
 class Cli : public ::testing::Test {
  protected:
@@ -148,8 +153,59 @@ TEST_F(Cli, CorruptTorchScript) {
   expect_bad(gen("", m), "not a loadable TorchScript file");
 }
 
-TEST_F(Cli, UnknownSampler) { expect_bad(gen("--sampler nope"), "ddim"); }
+TEST_F(Cli, BadDefaultSamplerInManifest) {
+  fs::path m = copy_model();
+  std::ifstream in(m / "model.json");
+  std::string s((std::istreambuf_iterator<char>(in)), {});
+  in.close();
+  const size_t at = s.find("\"sampler\": \"ddim\"");
+  ASSERT_NE(at, std::string::npos) << s;
+  s.replace(at, 17, "\"sampler\": \"nope\"");
+  std::ofstream(m / "model.json") << s;
+  expect_bad(gen("", m), "model.json: field 'defaults.sampler': unknown sampler 'nope'");
+}
+
+TEST_F(Cli, UnknownSampler) { expect_bad(gen("--sampler nope"), "--sampler: unknown sampler 'nope' (valid: ddim"); }
 TEST_F(Cli, StepsBelowOne) { expect_bad(gen("--steps 0"), "--steps"); }
+TEST_F(Cli, StepsAboveTrainingTimesteps) { expect_bad(gen("--steps 100000"), "--steps: 100000 exceeds"); }
+
+// Seeds are never clamped or reinterpreted: -1 means random, 0..2^64-1 are
+// seeds, anything else is refused.
+TEST_F(Cli, SeedOutsideTheRangeIsRefused) {
+  for (const char* seed : {"18446744073709551616", "99999999999999999999", "-5", "1.5", "abc"}) {
+    SCOPED_TRACE(seed);
+    expect_bad(gen(std::string("--seed ") + seed), "--seed: '" + std::string(seed) + "'");
+  }
+}
+
+TEST_F(Cli, LargestSeedIsKept) {
+  ASSERT_EQ(run(gen("--seed 18446744073709551615")).code, 0);
+  auto text = fewstep::read_png_text(dir_ / "out" / "img.png", "parameters");
+  ASSERT_TRUE(text.has_value());
+  EXPECT_NE(text->find("Seed: 18446744073709551615,"), std::string::npos) << *text;
+}
+
+// The parameters chunk records what the run used, under the names A1111's
+// readers know: resolved sampler name, "Schedule type" for the sigma spacing.
+TEST_F(Cli, ParametersRecordSamplerOptionsAndResolvedNames) {
+  Result r = run(gen("--sampler DPMSolverMultistepScheduler --sampler-option sigma_spacing=karras "
+                     "--sampler-option solver_order=3 --timestep-spacing trailing"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto text = fewstep::read_png_text(dir_ / "out" / "img.png", "parameters");
+  ASSERT_TRUE(text.has_value());
+  EXPECT_EQ(*text,
+            "red apple\nSteps: 2, Sampler: dpmpp_2m, Schedule type: Karras, CFG scale: 3, Seed: 1, Size: 16x16, "
+            "Model: tiny-mono, Timestep spacing: trailing, Sampler options: solver_order=3");
+}
+
+TEST_F(Cli, UnconditionalModelWarnsAndRecordsNoPrompt) {
+  Result r = run(gen("--negative-prompt dog --cfg-scale 7", fs::path(FEWSTEP_TEST_MODELS) / "tiny-uncond"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: tiny-uncond is unconditional"), std::string::npos) << r.output;
+  auto text = fewstep::read_png_text(dir_ / "out" / "img.png", "parameters");
+  ASSERT_TRUE(text.has_value());
+  EXPECT_EQ(text->rfind("\nSteps: 2, Sampler: ddim, CFG scale: 1, Seed: 1,", 0), 0u) << *text;
+}
 TEST_F(Cli, NegativeCfg) { expect_bad(gen("--cfg-scale -1"), "--cfg-scale"); }
 TEST_F(Cli, NanCfg) { expect_bad(gen("--cfg-scale nan"), "--cfg-scale"); }
 TEST_F(Cli, WidthNotMultiple) { expect_bad(gen("--width 15"), "--width"); }

@@ -146,6 +146,14 @@ TEST(Pipeline, ParametersTextFollowsTheFrontEndFormat) {
   EXPECT_EQ(format_parameters("red apple", "", r, "emoji"),
             "red apple\nSteps: 8, Sampler: euler, CFG scale: 5, Seed: 42, Size: 32x32, Model: emoji");
   EXPECT_EQ(format_parameters("a", "b", r, "m").substr(0, 21), "a\nNegative prompt: b\n");
+  // Aliases resolve; file noise replaces the seed; Picard settings are kept.
+  r.sampler = "EulerDiscreteScheduler";
+  r.init_noise = at::zeros({1, 3, 4, 4});
+  r.picard = PicardOptions{4, 0.01, 2};
+  r.sampler_options = {{"sigma_spacing", "exponential"}};
+  EXPECT_EQ(format_parameters("p", "", r, "m"),
+            "p\nSteps: 8, Sampler: euler, Schedule type: Exponential, CFG scale: 5, Initial noise: from file, "
+            "Size: 32x32, Model: m, Parallel: picard window=4 tol=0.01 max_rounds=2");
 }
 
 TEST(Image, Rgb8MapsMinusOneToZeroAndOneTo255) {

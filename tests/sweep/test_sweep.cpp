@@ -7,6 +7,7 @@
 #include <stb_image.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -208,6 +209,46 @@ TEST(SweepArguments, BadArgumentsGetOneLineErrorsNamingTheFlag) {
   for (const std::string& s : {error_of(valid_options()), unknown, bad_out}) EXPECT_EQ(s.find('\n'), std::string::npos);
   fs::remove(file);
   fs::remove_all(valid_options().out);
+}
+
+TEST(SweepArguments, EmptyItemsAreRefusedAndRepeatsDropped) {
+  EXPECT_EQ(parse_list("--samplers", " ddim , euler ").size(), 2u);
+  for (const char* text : {"ddim,,euler", "ddim,", ",ddim", "ddim, ,euler"}) {
+    try {
+      parse_list("--samplers", text);
+      ADD_FAILURE() << "accepted '" << text << "'";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_EQ(std::string(e.what()), std::string("--samplers: empty item in '") + text + "'");
+    }
+  }
+  SweepOptions o = valid_options();
+  o.samplers = {"ddim", "euler", "DDIMScheduler", "ddim"};
+  o.steps = {2, 1, 2};
+  o.seeds = {3, 3, 0};
+  check_sweep_options(o);
+  EXPECT_EQ(o.samplers, (std::vector<std::string>{"ddim", "euler"}));
+  EXPECT_EQ(o.steps, (std::vector<int64_t>{2, 1}));
+  EXPECT_EQ(o.seeds, (std::vector<uint64_t>{3, 0}));
+  fs::remove_all(o.out);
+}
+
+// A sweep or profile that fails leaves no output folder it created behind
+// (and never removes one that existed).
+TEST(SweepArguments, FailedCommandsLeaveNoNewFolder) {
+  const fs::path fresh = fresh_dir("failed_new"), existing = fresh_dir("failed_existing");
+  fs::create_directories(existing);
+  const std::string bin = FEWSTEP_BIN;
+  for (const std::string& cmd :
+       {bin + " sweep --model /nonexistent-fewstep-model --samplers ddim --steps 1 --out ",
+        bin + " sweep --model analytic:gaussian --samplers ddim --steps 1,2000 --out ",
+        bin + " profile --model /nonexistent-fewstep-model --prompt x --steps 1 --out "}) {
+    for (const fs::path& dir : {fresh, existing}) {
+      const int status = std::system((cmd + "'" + dir.string() + "' >/dev/null 2>&1").c_str());
+      EXPECT_EQ(WEXITSTATUS(status), 1) << cmd << dir;
+      EXPECT_EQ(fs::exists(dir), dir == existing) << cmd << dir;
+    }
+  }
+  fs::remove_all(existing);
 }
 
 // The command line: exit status 1 and one line on stderr, before any model loads.
