@@ -1,6 +1,7 @@
 // `fewstep generate`: text to PNG.
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <charconv>
 #include <filesystem>
 #include <iostream>
@@ -44,12 +45,20 @@ uint64_t parse_seed(const std::string& text) {
   return v;
 }
 
+/// Where image `seed` goes: --out as given (".png" added when it has no
+/// extension), with "-<seed>" before the extension for -b N; default
+/// fewstep-<seed>.png. Throws std::invalid_argument for another extension.
 std::filesystem::path output_path(const GenerateOptions& o, uint64_t seed) {
   const std::string seed_s = std::to_string(seed);
   if (o.out.empty()) return "fewstep-" + seed_s + ".png";
   std::filesystem::path p(o.out);
-  if (o.batch_count == 1) return p;
-  return p.parent_path() / (p.stem().string() + "-" + seed_s + (p.has_extension() ? p.extension().string() : ".png"));
+  std::string ext = p.extension().string();
+  for (char& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (!ext.empty() && ext != ".png")
+    throw std::invalid_argument("--out: fewstep writes PNG files; '" + o.out + "' has the extension " +
+                                p.extension().string());
+  if (o.batch_count == 1) return ext.empty() ? std::filesystem::path(o.out + ".png") : p;
+  return p.parent_path() / (p.stem().string() + "-" + seed_s + ".png");
 }
 
 int run_generate(GenerateOptions& o) {
@@ -174,7 +183,7 @@ void register_generate_command(CLI::App& app) {
   cmd->add_option("--init-noise", o->init_noise, "unit-variance noise .npy, float32 [N, C, h, w]");
   cmd->add_option("--save-latents", o->save_latents, "write the final samples as .npy [N, C, h, w]");
   cmd->add_option("--stats-json", o->stats_json, "write timings and model-call counts as JSON");
-  cmd->add_option("--out,-o", o->out, "output PNG (default fewstep-<seed>.png); with -b N: NAME-<seed>.png");
+  cmd->add_option("--out,-o", o->out, "output .png (default fewstep-<seed>.png); with -b N: NAME-<seed>.png");
   cmd->add_flag("--overwrite", o->overwrite, "replace existing output files");
   cmd->add_option("--upscale", o->upscale, "enlarge the saved image by this integer factor");
   cmd->add_option("--upscale-filter", o->upscale_filter, "nearest or smooth")

@@ -217,6 +217,18 @@ TEST_F(Cli, UnwritableOutput) {
   EXPECT_NE(r.output.find("/nonexistent-fewstep/x.png"), std::string::npos) << r.output;
 }
 
+TEST_F(Cli, OutputMustBePng) {
+  expect_bad(gen("--out " + quote(dir_ / "out" / "img.jpg")), "--out: fewstep writes PNG files");
+  ASSERT_EQ(run(gen("--out " + quote(dir_ / "out" / "plain"))).code, 0);
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "plain.png"));
+}
+
+TEST_F(Cli, VersionFlag) {
+  Result r = run("--version");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("fewstep 0.", 0), 0u) << r.output;
+}
+
 TEST_F(Cli, NpyWrongShape) {
   fs::path noise = dir_ / "noise.npy";
   fewstep::write_file_atomic(noise, fewstep::encode_npy(at::zeros({1, 3, 8, 8})), true);
