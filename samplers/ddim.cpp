@@ -37,7 +37,7 @@ at::Tensor ddim_step(const StepInput& in) {
 SamplerInfo ddim_sampler() {
   SamplerInfo info;
   info.name = "ddim";
-  info.aliases = {"DDIMScheduler"};
+  info.aliases = {"DDIMScheduler", "DDIM"};
   info.order = 1;
   info.stochastic = false;  // unless eta > 0
   info.family = "ddim";

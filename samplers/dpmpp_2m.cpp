@@ -7,7 +7,7 @@ namespace fewstep {
 SamplerInfo dpmpp_2m_sampler() {
   SamplerInfo info;
   info.name = "dpmpp_2m";
-  info.aliases = {"DPMSolverMultistepScheduler"};
+  info.aliases = {"DPMSolverMultistepScheduler", "dpm++2m", "DPM++ 2M"};
   info.order = 2;
   info.stochastic = false;
   info.family = "dpm";

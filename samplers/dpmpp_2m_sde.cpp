@@ -7,7 +7,7 @@ namespace fewstep {
 SamplerInfo dpmpp_2m_sde_sampler() {
   SamplerInfo info;
   info.name = "dpmpp_2m_sde";
-  info.aliases = {};
+  info.aliases = {"dpm++2m_sde", "DPM++ 2M SDE"};
   info.order = 2;
   info.stochastic = true;
   info.family = "dpm";

@@ -25,7 +25,7 @@ at::Tensor euler_step(const StepInput& in) {
 SamplerInfo euler_sampler() {
   SamplerInfo info;
   info.name = "euler";
-  info.aliases = {"EulerDiscreteScheduler", "FlowMatchEulerDiscreteScheduler"};
+  info.aliases = {"EulerDiscreteScheduler", "FlowMatchEulerDiscreteScheduler", "Euler"};
   info.order = 1;
   info.stochastic = false;
   info.family = "euler";

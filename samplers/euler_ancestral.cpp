@@ -34,7 +34,7 @@ at::Tensor euler_ancestral_step(const StepInput& in) {
 SamplerInfo euler_ancestral_sampler() {
   SamplerInfo info;
   info.name = "euler_ancestral";
-  info.aliases = {"EulerAncestralDiscreteScheduler"};
+  info.aliases = {"EulerAncestralDiscreteScheduler", "euler_a", "Euler a"};
   info.order = 1;
   info.stochastic = true;
   info.family = "euler";

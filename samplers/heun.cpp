@@ -40,7 +40,7 @@ at::Tensor run_heun(SamplerContext& ctx, at::Tensor x) {
 SamplerInfo heun_sampler() {
   SamplerInfo info;
   info.name = "heun";
-  info.aliases = {"HeunDiscreteScheduler", "FlowMatchHeunDiscreteScheduler"};
+  info.aliases = {"HeunDiscreteScheduler", "FlowMatchHeunDiscreteScheduler", "Heun"};
   info.order = 2;
   info.stochastic = false;
   info.family = "euler";

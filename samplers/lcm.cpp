@@ -38,7 +38,7 @@ at::Tensor lcm_step(const StepInput& in) {
 SamplerInfo lcm_sampler() {
   SamplerInfo info;
   info.name = "lcm";
-  info.aliases = {"LCMScheduler"};
+  info.aliases = {"LCMScheduler", "LCM"};
   info.order = 1;
   info.stochastic = true;
   info.family = "lcm";

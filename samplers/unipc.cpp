@@ -160,7 +160,7 @@ at::Tensor run_unipc(SamplerContext& ctx, at::Tensor x) {
 SamplerInfo unipc_sampler() {
   SamplerInfo info;
   info.name = "unipc";
-  info.aliases = {"UniPCMultistepScheduler"};
+  info.aliases = {"UniPCMultistepScheduler", "UniPC"};
   info.order = 2;
   info.stochastic = false;
   info.family = "dpm";

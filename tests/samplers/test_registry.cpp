@@ -33,7 +33,11 @@ TEST(Registry, NamesAliasesAndRows) {
       {"DDIMScheduler", "ddim"}, {"DDPMScheduler", "ddpm"}, {"EulerDiscreteScheduler", "euler"},
       {"EulerAncestralDiscreteScheduler", "euler_ancestral"}, {"HeunDiscreteScheduler", "heun"},
       {"DPMSolverMultistepScheduler", "dpmpp_2m"}, {"DPMSolverSinglestepScheduler", "dpm_solver"},
-      {"UniPCMultistepScheduler", "unipc"}, {"LCMScheduler", "lcm"}};
+      {"UniPCMultistepScheduler", "unipc"}, {"LCMScheduler", "lcm"},
+      // stable-diffusion.cpp's and A1111's names
+      {"euler_a", "euler_ancestral"}, {"Euler a", "euler_ancestral"}, {"dpm++2m", "dpmpp_2m"},
+      {"DPM++ 2M", "dpmpp_2m"}, {"DPM++ 2M SDE", "dpmpp_2m_sde"}, {"Euler", "euler"}, {"Heun", "heun"},
+      {"DDIM", "ddim"}, {"UniPC", "unipc"}, {"LCM", "lcm"}};
   for (const auto& [alias, name] : aliases) EXPECT_EQ(find_sampler(alias).name, name);
   for (const std::string name : {"ddim", "euler", "dpmpp_2m"}) EXPECT_TRUE(find_sampler(name).step_rule) << name;
 }
