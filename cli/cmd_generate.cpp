@@ -3,6 +3,7 @@
 
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 
@@ -146,9 +147,10 @@ int run_generate(GenerateOptions& o) {
   }
   if (!o.save_latents.empty()) write_file_atomic(o.save_latents, encode_npy(at::cat(latents)), true);
   if (!o.stats_json.empty()) {
-    nlohmann::json j = {{"load_ms", pipe->load_ms()},  {"encode_ms", total.encode_ms},
-                        {"sampling_ms", total.sampling_ms}, {"decode_ms", total.decode_ms},
-                        {"total_ms", pipe->load_ms() + total.encode_ms + total.total_ms},
+    auto ms = [](double v) { return std::round(v * 1000.0) / 1000.0; };  // microsecond resolution
+    nlohmann::json j = {{"load_ms", ms(pipe->load_ms())},  {"encode_ms", ms(total.encode_ms)},
+                        {"sampling_ms", ms(total.sampling_ms)}, {"decode_ms", ms(total.decode_ms)},
+                        {"total_ms", ms(pipe->load_ms() + total.encode_ms + total.total_ms)},
                         {"nfe", total.nfe},            {"unet_calls", total.unet_calls},
                         {"unet_rows", total.unet_rows}, {"picard_rounds", total.picard_rounds},
                         {"steps", req.steps},          {"sampler", req.sampler},

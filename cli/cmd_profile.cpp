@@ -23,7 +23,8 @@ void run_profile_command(ProfileCliOptions& c) {
   c.p.out = c.out;
   ProfileReport r;
   cleaning_new_folder_on_error(c.p.out, [&] { r = run_profile(c.p); });
-  std::cout << "Top operators and kernels by self time (" << r.events << " events)\n"
+  std::cout << "Profiled one prompt encoding and generation after a warm-up: " << r.description << "\n\n"
+            << "Top operators and kernels by self time (" << r.events << " events)\n"
             << format_op_table(r.ops) << "\nPipeline stages\n"
             << format_stage_table(r.stages, r.total_ms) << "\nwrote " << r.trace.string()
             << " (open in https://ui.perfetto.dev)\n";

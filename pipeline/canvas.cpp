@@ -121,7 +121,7 @@ int Canvas::text_height(const std::string& s, int scale) {
 
 Rgb palette_color(size_t i) {
   // Okabe & Ito (2008) colour-blind-safe palette, then darker variants.
-  static constexpr std::array<Rgb, 10> colors = {{{0, 114, 178},
+  static constexpr std::array<Rgb, 14> colors = {{{0, 114, 178},
                                                   {213, 94, 0},
                                                   {0, 158, 115},
                                                   {204, 121, 167},
@@ -130,7 +130,11 @@ Rgb palette_color(size_t i) {
                                                   {0, 0, 0},
                                                   {240, 228, 66},
                                                   {120, 60, 20},
-                                                  {110, 110, 110}}};
+                                                  {110, 110, 110},
+                                                  {150, 40, 120},
+                                                  {0, 90, 60},
+                                                  {170, 170, 40},
+                                                  {20, 40, 120}}};
   return colors[i % colors.size()];
 }
 

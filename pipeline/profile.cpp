@@ -16,6 +16,7 @@
 
 #include "pipeline/image_io.h"
 #include "pipeline/model_source.h"
+#include "samplers/registry.h"
 
 namespace fewstep {
 namespace {
@@ -183,6 +184,10 @@ ProfileReport run_profile(const ProfileOptions& o) {
   req.timestep_spacing = o.timestep_spacing;
   req.sampler_options = o.sampler_options;
   pipe->check(req);
+  const std::string description = pipe->manifest().name + ": " + find_sampler(req.sampler).name + ", " +
+                                  std::to_string(req.steps) + " steps, " + std::to_string(req.width) + "x" +
+                                  std::to_string(req.height) + ", CFG " + std::to_string(req.cfg_scale).substr(0, 4) +
+                                  ", " + pipe->device().str() + ", " + o.rt.dtype + ", attention " + o.rt.attention;
 
   // Warm-up: first calls allocate, load kernels and tune; not profiled.
   pipe->generate(pipe->encode(o.prompt, o.negative_prompt), req);
@@ -225,6 +230,7 @@ ProfileReport run_profile(const ProfileOptions& o) {
   std::filesystem::rename(tmp, trace, ec);
   if (ec) throw FileError(trace.string() + ": cannot write: " + ec.message());
   rep.trace = trace;
+  rep.description = description;
   return rep;
 }
 

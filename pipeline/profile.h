@@ -82,6 +82,7 @@ struct ProfileReport {
   double total_ms = 0;  ///< wall time of the profiled encode + generate
   int64_t events = 0;   ///< events the profiler recorded
   std::filesystem::path trace;
+  std::string description;  ///< what ran: model, sampler, steps, size, device, dtype
 };
 
 /// Loads the model, runs one untimed warm-up generation, then profiles one

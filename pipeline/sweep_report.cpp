@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "pipeline/sweep_internal.h"
+#include "samplers/registry.h"
 
 namespace fewstep {
 namespace {
@@ -34,10 +35,25 @@ std::string db(double v) {
   return buf;
 }
 
+std::string fixed4(double v) {
+  if (!std::isfinite(v)) return num(v);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.4f", v);
+  return buf;
+}
+
 std::string ms(double v) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.1f", v);
   return buf;
+}
+
+bool is_stochastic(const std::string& sampler) {
+  try {
+    return find_sampler(sampler).stochastic;
+  } catch (const SamplerError&) {
+    return false;
+  }
 }
 
 }  // namespace
@@ -113,6 +129,15 @@ std::string format_summary_md(const std::vector<SweepRow>& rows, const SweepRefe
     << "Model `" << model << "`; reference: " << reference.describe() << ". "
     << "Each setting (sampler, steps) is averaged over prompts and seeds; PSNR (8-bit images, peak 1 on the "
        "[0, 1] scale) is computed from the mean squared error, wall time is sampling plus decoding.\n\n";
+  std::string stochastic;
+  for (const SweepSetting& p : aggregate_settings(rows))
+    if (stochastic.find("`" + p.sampler + "`") == std::string::npos && is_stochastic(p.sampler))
+      stochastic += (stochastic.empty() ? "" : ", ") + ("`" + p.sampler + "`");
+  if (!stochastic.empty())
+    s << "Note: the stochastic samplers in this sweep (" << stochastic
+      << ") add fresh noise at every step. They sample the model's distribution but not the reference's "
+         "image, so their error against it does not fall towards zero with more steps; compare them by eye "
+         "(grid) rather than by PSNR.\n\n";
 
   s << "## Pareto front (NFE against PSNR)\n\n"
     << "Settings that no other setting beats on both NFE (fewer or equal) and PSNR (higher or equal).\n\n"
@@ -120,7 +145,7 @@ std::string format_summary_md(const std::vector<SweepRow>& rows, const SweepRefe
     << "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
   for (const SweepSetting& p : pareto_front(settings))
     s << "| " << p.sampler << " | " << p.steps << " | " << num(p.nfe) << " | " << db(p.psnr_db) << " | "
-      << num(p.ssim) << " | " << num(p.rmse_latent) << " | " << ms(p.wall_ms) << " |\n";
+      << fixed4(p.ssim) << " | " << num(p.rmse_latent) << " | " << ms(p.wall_ms) << " |\n";
 
   s << "\n## Fewest steps within 1 dB of each sampler's best\n\n"
     << "| sampler | best PSNR (dB) | at steps | fewest steps within 1 dB | PSNR there (dB) |\n"

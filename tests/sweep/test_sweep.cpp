@@ -160,6 +160,13 @@ TEST(SweepSummary, ParetoFrontAndSelections) {
   EXPECT_NE(md.find("| a | 34.89 | 16 | 8 | 33.98 |"), std::string::npos) << md;
   // Fastest at >= 30 dB: a@8 (9 ms) beats a@16 (17 ms) and b@8 (30 ms).
   EXPECT_NE(md.find("`a` at 8 steps"), std::string::npos) << md;
+  EXPECT_EQ(md.find("stochastic"), std::string::npos) << md;  // "a" and "b" are no samplers at all
+  // Stochastic samplers are named once in a note: their error has no reason to fall with steps.
+  const std::string with_sde = format_summary_md({row("ddim", 4, 4, 0.1, 5), row("lcm", 4, 4, 0.3, 5),
+                                                  row("lcm", 8, 8, 0.3, 9), row("euler_ancestral", 4, 4, 0.3, 5)},
+                                                 {"unipc", 250}, "m");
+  EXPECT_NE(with_sde.find("the stochastic samplers in this sweep (`lcm`, `euler_ancestral`)"), std::string::npos)
+      << with_sde;
 }
 
 // RFC 4180: a field with a comma or a quote is quoted, quotes doubled.
