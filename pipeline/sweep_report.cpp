@@ -130,7 +130,7 @@ std::string format_summary_md(const std::vector<SweepRow>& rows, const SweepRefe
     << "Each setting (sampler, steps) is averaged over prompts and seeds; PSNR (8-bit images, peak 1 on the "
        "[0, 1] scale) is computed from the mean squared error, wall time is sampling plus decoding.\n\n";
   std::string stochastic;
-  for (const SweepSetting& p : aggregate_settings(rows))
+  for (const SweepSetting& p : settings)
     if (stochastic.find("`" + p.sampler + "`") == std::string::npos && is_stochastic(p.sampler))
       stochastic += (stochastic.empty() ? "" : ", ") + ("`" + p.sampler + "`");
   if (!stochastic.empty())
