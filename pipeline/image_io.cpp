@@ -157,7 +157,7 @@ std::filesystem::path write_file_atomic(const std::filesystem::path& path, const
       ::unlink(tmp.c_str());
       throw FileError(target.string() + ": cannot write: " + std::strerror(errno));
     }
-    target = dir / (path.stem().string() + "-" + std::to_string(k) + path.extension().string());
+    target = dir / (path.stem().string() + "." + std::to_string(k) + path.extension().string());
   }
   ::unlink(tmp.c_str());
   throw FileError(path.string() + ": no free numbered name");

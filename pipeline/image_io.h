@@ -30,7 +30,8 @@ std::optional<std::string> read_png_text(const std::filesystem::path& file, cons
 
 /// Writes bytes atomically: a temporary file beside `path`, then a rename.
 /// Without `overwrite`, an existing `path` is never replaced: the bytes go to
-/// the first free numbered name (`name-1.png`, `name-2.png`, ...), which is
+/// the first free numbered name (`name.1.png`, `name.2.png`, ...; a dot, so
+/// that it cannot be read as the `name-<seed>.png` of a batch), which is
 /// returned. Throws FileError (naming the path) when the folder cannot be written.
 std::filesystem::path write_file_atomic(const std::filesystem::path& path, const std::vector<uint8_t>& bytes,
                                         bool overwrite);

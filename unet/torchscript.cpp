@@ -70,6 +70,12 @@ TorchScriptUnet::TorchScriptUnet(const UnetSpec& spec, bool conditional, const M
     : file_(spec.file), form_(spec.form), conditional_(conditional), module_(load_torchscript(spec.file)) {
   module_.eval();
   if (pass) pass(module_);
+  for (const auto& p : module_.parameters()) {
+    if (p.dim() == 4) {
+      input_conv_channels_ = p.size(1);
+      break;
+    }
+  }
   if (form_ == "blocks") {
     time_embed_ = submodule(module_, "time_embed", file_);
     input_blocks_ = module_list(module_, "input_blocks", file_);
@@ -96,6 +102,10 @@ at::Tensor TorchScriptUnet::forward(const at::Tensor& sample, const at::Tensor& 
   } catch (const ModelError&) {
     throw;
   } catch (const std::exception& e) {
+    if (input_conv_channels_ > 0 && sample.dim() == 4 && sample.size(1) != input_conv_channels_)
+      throw ModelError(base(file_) + ": the UNet's input convolution takes " + std::to_string(input_conv_channels_) +
+                       " channels but the sample has " + std::to_string(sample.size(1)) +
+                       " (model.json 'in_channels' disagrees with the UNet)");
     throw ModelError(base(file_) + ": forward failed for sample " + shape_str(sample.sizes()) + ": " + first_line(e));
   }
   if (out.sizes() != sample.sizes())

@@ -29,6 +29,9 @@ std::string first_line(const std::exception& e);
 ///    run as in the LDM UNet (Rombach et al. 2022, App. G) with a skip stack, each block
 ///    inside a profiler range `unet.input_blocks.i`, `unet.middle_block`, `unet.output_blocks.i`.
 /// Throws ModelError on a missing submodule, a failing forward or a wrong output shape.
+/// When a forward fails and the sample's channel count differs from the
+/// module's first 4-D weight (its input convolution, [out, in, kh, kw]), the
+/// error says so in one line instead of quoting LibTorch.
 class TorchScriptUnet : public Model {
  public:
   TorchScriptUnet(const UnetSpec& spec, bool conditional, const ModulePass& pass);
@@ -43,6 +46,7 @@ class TorchScriptUnet : public Model {
 
   std::string file_, form_;
   bool conditional_;
+  int64_t input_conv_channels_ = 0;  // 0: the module has no 4-D weight
   torch::jit::Module module_;
   torch::jit::Module time_embed_, middle_block_, out_;
   std::vector<torch::jit::Module> input_blocks_, output_blocks_;

@@ -98,7 +98,8 @@ TEST_F(Cli, ExistingOutputIsNotOverwritten) {
   std::ifstream in(png);
   std::string kept((std::istreambuf_iterator<char>(in)), {});
   EXPECT_EQ(kept, "precious");
-  EXPECT_TRUE(fs::exists(dir_ / "out" / "img-1.png"));
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "img.1.png"));
+  EXPECT_FALSE(fs::exists(dir_ / "out" / "img-1.png"));
   ASSERT_EQ(run(gen("--overwrite")).code, 0);
   EXPECT_TRUE(fewstep::read_png_text(png, "parameters").has_value());
 }

@@ -88,11 +88,11 @@ TEST(Npy, RejectsFloat64WithDtypeInMessage) {
 TEST(AtomicWrite, NeverClobbersWithoutOverwrite) {
   fs::path p = scratch("keep.png");
   fs::remove(p);
-  fs::remove(scratch("keep-1.png"));
+  fs::remove(scratch("keep.1.png"));
   std::vector<uint8_t> first{1, 2, 3}, second{4, 5};
   EXPECT_EQ(write_file_atomic(p, first, false), p);
   fs::path second_path = write_file_atomic(p, second, false);
-  EXPECT_EQ(second_path, scratch("keep-1.png"));
+  EXPECT_EQ(second_path, scratch("keep.1.png"));
   EXPECT_EQ(read_bytes(p), first);
   EXPECT_EQ(read_bytes(second_path), second);
   EXPECT_EQ(write_file_atomic(p, second, true), p);

@@ -80,7 +80,24 @@ TEST(TorchScriptUnet, WrongChannelCountIsNamed) {
     FAIL();
   } catch (const ModelError& e) {
     std::string msg = e.what();
-    EXPECT_NE(msg.find("unet.pt: forward failed"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("unet.pt: the UNet's input convolution takes 3 channels but the sample has 4"),
+              std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("'in_channels'"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
+TEST(TorchScriptUnet, OtherForwardFailuresQuoteOneLine) {
+  ModelManifest m = tiny("tiny-mono");
+  TorchScriptUnet u(m.unet, true, nullptr);
+  at::NoGradGuard ng;
+  try {
+    u.forward(at::randn({1, 3, 16, 16}), at::tensor({1.0f}), at::randn({1, 16, 5}));  // wrong hidden size
+    FAIL();
+  } catch (const ModelError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("unet.pt: forward failed for sample [1, 3, 16, 16]: "), std::string::npos) << msg;
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   }
 }
