@@ -66,7 +66,28 @@ def dequantize(ema, q, scale):
 def load(ckpt, pkg):
     """Returns (raw weights, EMA weights, meta) as fp32 dicts and the metadata
     (step, ema_n, train_s, config, batch, lr). Raises FileNotFoundError."""
-    ck = torch.load(ckpt, map_location="cpu")
+    return _unpack(torch.load(ckpt, map_location="cpu"), pkg)
+
+
+def newest(state, ckpt, pkg):
+    """The newer (by step) of the local training state and the committed
+    checkpoint; the local state wins a tie. Only the chosen one is unpacked
+    (the package is read only for a committed format-2 checkpoint).
+
+    Returns None when neither file exists, else (source, raw, ema, meta):
+    source "local" or "committed"; raw and EMA weights as {name: tensor};
+    meta the local state dict itself (with "opt" and "warm_from") or the
+    checkpoint's metadata."""
+    local = torch.load(state, map_location="cpu") if os.path.exists(state) else None
+    ck = torch.load(ckpt, map_location="cpu") if os.path.exists(ckpt) else None
+    if local is not None and (ck is None or local["step"] >= ck["step"]):
+        return "local", local["model"], local["ema"], local
+    if ck is None:
+        return None
+    return ("committed",) + _unpack(ck, pkg)
+
+
+def _unpack(ck, pkg):
     meta = {k: v for k, v in ck.items() if k not in ("model", "ema", "delta_q", "delta_scale")}
     if ck.get("format", 1) == 1:
         raw = {k: v.float() for k, v in ck["model"].items()}

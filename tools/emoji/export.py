@@ -104,17 +104,11 @@ def main():
     ap = argparse.ArgumentParser(description="export the emoji model package")
     ap.add_argument("--state", default=STATE)
     args = ap.parse_args()
-    ck = None
-    if os.path.exists(args.state):
-        ck = torch.load(args.state, map_location="cpu")
-        raw = {k: v.float() for k, v in ck["model"].items()}
-        ema_sd = ck["ema"]
-    if os.path.exists(CKPT):
-        c_raw, c_ema, c_meta = checkpoint.load(CKPT, PKG)
-        if ck is None or c_meta["step"] > ck["step"]:
-            ck, raw, ema_sd = c_meta, c_raw, c_ema
-    if ck is None:
+    found = checkpoint.newest(args.state, CKPT, PKG)
+    if found is None:
         sys.exit("export.py: neither %s nor %s exists" % (args.state, CKPT))
+    _, raw, ema_sd, ck = found
+    raw = {k: v.float() for k, v in raw.items()}
     cfg = ck["config"]
     tok = bpe.Tokenizer(os.path.join(PKG, "tokenizer"))
     model = EmojiModel(len(tok.vocab), cfg["context_length"], cfg["d_text"], cfg["text_layers"],

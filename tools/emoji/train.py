@@ -142,26 +142,23 @@ def main():
     dev = torch.device(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     step, ema_n, train_s = 0, 0, 0.0
-    committed = checkpoint.load(CKPT, PKG) if os.path.exists(CKPT) else None
-    local = torch.load(STATE, map_location="cpu") if os.path.exists(STATE) else None
-    warm_from = 0
-    if local is not None and (committed is None or local["step"] >= committed[2]["step"]):
-        model.load_state_dict(local["model"])
-        ema.load_state_dict(local["ema"])
-        step, ema_n, train_s = local["step"], local["ema_n"], local["train_s"]
-        warm_from = local.get("warm_from", 0)
-        print("resumed from local state at step %d" % step, flush=True)
-    elif committed is not None:
-        raw_sd, ema_sd, meta = committed
+    warm_from, opt_state = 0, None
+    found = checkpoint.newest(STATE, CKPT, PKG)
+    if found is not None:
+        source, raw_sd, ema_sd, meta = found
         model.load_state_dict(raw_sd)
         ema.load_state_dict(ema_sd)
         step, ema_n, train_s = meta["step"], meta["ema_n"], meta["train_s"]
-        warm_from = step  # fresh optimiser: warm up again
-        print("resumed from committed checkpoint at step %d" % step, flush=True)
+        if source == "local":
+            warm_from, opt_state = meta.get("warm_from", 0), meta.get("opt")
+        else:
+            warm_from = step  # fresh optimiser: warm up again
+        print("resumed from %s at step %d" % (
+            "local state" if source == "local" else "committed checkpoint", step), flush=True)
     model.to(dev)
     ema.to(dev)
-    if local is not None and "opt" in local and (committed is None or local["step"] >= committed[2]["step"]):
-        opt.load_state_dict(local["opt"])  # after .to(dev): moments follow the parameters
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)  # after .to(dev): moments follow the parameters
     print("params: text %d unet %d; train images %d" % (
         count(model.text_encoder), count(model.unet), len(caps)), flush=True)
 
