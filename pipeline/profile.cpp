@@ -49,6 +49,29 @@ std::map<uint64_t, std::vector<const ProfiledEvent*>> by_thread(const std::vecto
   return out;
 }
 
+bool is_attention_op(const std::string& n) {
+  // LibTorch's SDPA and its backends (aten::_scaled_dot_product_flash_attention_for_cpu, ..._math, ...).
+  return n == "attention" || n == "fewstep::attention" || n.rfind("aten::scaled_dot_product_attention", 0) == 0 ||
+         n.rfind("aten::_scaled_dot_product_", 0) == 0;
+}
+
+/// FLOPs to count per host operator: its estimate when no operator around
+/// it (same thread) has one, else 0. Indexed like `events`.
+std::vector<double> counted_flops(const std::vector<ProfiledEvent>& events) {
+  std::vector<double> out(events.size(), 0.0);
+  for (auto& [thread, evs] : by_thread(events, [](const ProfiledEvent& e) { return e.op; })) {
+    std::vector<const ProfiledEvent*> stack;
+    for (const ProfiledEvent* e : evs) {
+      while (!stack.empty() && stack.back()->end_ns <= e->start_ns) stack.pop_back();
+      const bool covered =
+          std::any_of(stack.begin(), stack.end(), [](const ProfiledEvent* a) { return a->flops > 0; });
+      if (!covered) out[size_t(e - events.data())] = double(e->flops);
+      stack.push_back(e);
+    }
+  }
+  return out;
+}
+
 std::vector<ProfiledEvent> convert(const std::vector<torch::autograd::profiler::KinetoEvent>& events) {
   std::vector<ProfiledEvent> out;
   out.reserve(events.size());
@@ -63,6 +86,11 @@ std::vector<ProfiledEvent> convert(const std::vector<torch::autograd::profiler::
     e.user_scope = !e.on_device && scope == at::RecordScope::USER_SCOPE;
     e.op = !e.on_device && scope == at::RecordScope::FUNCTION;
     e.flops = k.flops();
+    if (is_attention_op(e.name) && k.hasShapes()) {
+      const auto shapes = k.shapes();
+      e.shapes.assign(shapes.begin(), shapes.end());
+      e.flops = attention_flops(e.shapes);
+    }
     out.push_back(std::move(e));
   }
   return out;
@@ -93,7 +121,47 @@ std::vector<const ProfiledEvent*> outermost_per_stage(const std::vector<const Pr
   return out;
 }
 
+/// Runs fn under the Kineto profiler (host activity, plus CUDA when `cuda`;
+/// input shapes and FLOP estimates on) and returns its result; *ms gets
+/// fn's wall time. The profiler is off again when fn throws.
+template <typename Fn>
+std::unique_ptr<torch::autograd::profiler::ProfilerResult> profiled(bool cuda, Fn&& fn, double* ms) {
+  // Kineto logs an error when a CUDA build finds no GPU; a CPU profile needs none.
+  if (!cuda) setenv("KINETO_LOG_LEVEL", "5", /*overwrite=*/0);
+  QuietWarnings quiet;
+  const c10::WarningUtils::WarningHandlerGuard quiet_guard(&quiet);
+  std::set<prof::ActivityType> activities = {prof::ActivityType::CPU};
+  if (cuda) activities.insert(prof::ActivityType::CUDA);
+  const prof::ProfilerConfig config(prof::ProfilerState::KINETO, /*report_input_shapes=*/true,
+                                    /*profile_memory=*/false, /*with_stack=*/false, /*with_flops=*/true);
+  torch::autograd::profiler::prepareProfiler(config, activities);
+  torch::autograd::profiler::enableProfiler(config, activities);
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    fn();
+  } catch (...) {
+    torch::autograd::profiler::disableProfiler();
+    throw;
+  }
+  *ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return torch::autograd::profiler::disableProfiler();
+}
+
 }  // namespace
+
+std::optional<double> unet_flops_per_row(Pipeline& pipe, const Conditioning& cond, GenerateRequest req) {
+  if (pipe.analytic()) return std::nullopt;
+  req.on_step = nullptr;
+  GenerateStats stats;
+  double ms = 0;
+  const auto result = profiled(pipe.device().is_cuda(), [&] { stats = pipe.generate(cond, req).stats; }, &ms);
+  if (!result || result->events().empty() || stats.unet_rows < 1) return std::nullopt;
+  double flops = 0;
+  for (const StageRow& r : stage_table(convert(result->events())))
+    if (r.name == "unet" || r.name.rfind("unet.", 0) == 0) flops += r.gflop * 1e9;
+  if (flops <= 0) return std::nullopt;
+  return flops / double(stats.unet_rows);
+}
 
 std::string stage_of(const std::string& n) {
   if (n == "text_encoder" || n == "unet" || n == "sampler" || n == "vae_decoder" || n == "attention") return n;
@@ -135,9 +203,35 @@ std::vector<OpRow> op_table(const std::vector<ProfiledEvent>& events, int64_t to
   return out;
 }
 
+uint64_t attention_flops(const std::vector<std::vector<int64_t>>& shapes) {
+  for (size_t i = 0; i + 1 < shapes.size(); ++i) {
+    const std::vector<int64_t>& q = shapes[i];
+    const std::vector<int64_t>& k = shapes[i + 1];
+    if (q.size() < 3 || k.size() != q.size() || k.back() != q.back() ||
+        !std::equal(q.begin(), q.end() - 2, k.begin()) ||
+        std::any_of(q.begin(), q.end(), [](int64_t s) { return s < 0; }))
+      continue;
+    uint64_t numel_q = 1;
+    for (int64_t s : q) numel_q *= uint64_t(s);
+    return 4 * numel_q * uint64_t(std::max<int64_t>(0, k[k.size() - 2]));
+  }
+  return 0;
+}
+
 std::vector<StageRow> stage_table(const std::vector<ProfiledEvent>& events) {
   std::vector<StageRow> rows;
   std::map<std::string, size_t> index;
+  // Counted operator FLOPs per thread, by start time, for the ranges to sum.
+  const std::vector<double> flops = counted_flops(events);
+  std::map<uint64_t, std::vector<std::pair<const ProfiledEvent*, double>>> flop_ops;
+  for (size_t i = 0; i < events.size(); ++i)
+    if (flops[i] > 0) flop_ops[events[i].thread].push_back({&events[i], flops[i]});
+  auto flops_within = [&](const ProfiledEvent& range) {
+    double sum = 0;
+    for (const auto& [op, f] : flop_ops[range.thread])
+      if (op->start_ns >= range.start_ns && op->end_ns <= range.end_ns) sum += f;  // the range itself, too
+    return sum;
+  };
   auto is_stage = [](const ProfiledEvent& e) { return !e.on_device && !stage_of(e.name).empty(); };
   for (auto& [thread, all] : by_thread(events, is_stage)) {
     const std::vector<const ProfiledEvent*> evs = outermost_per_stage(all);
@@ -158,6 +252,7 @@ std::vector<StageRow> stage_table(const std::vector<ProfiledEvent>& events) {
       r.calls += 1;
       r.inclusive_ms += ns_to_ms(evs[i]->end_ns - evs[i]->start_ns);
       r.exclusive_ms += std::max(0.0, excl[i]);
+      r.gflop += flops_within(*evs[i]) * 1e-9;
     }
   }
   return rows;
@@ -192,28 +287,12 @@ ProfileReport run_profile(const ProfileOptions& o) {
   // Warm-up: first calls allocate, load kernels and tune; not profiled.
   pipe->generate(pipe->encode(o.prompt, o.negative_prompt), req);
 
-  const bool cuda = pipe->device().is_cuda();
-  // Kineto logs an error when a CUDA build finds no GPU; a CPU profile needs none.
-  if (!cuda) setenv("KINETO_LOG_LEVEL", "5", /*overwrite=*/0);
-  QuietWarnings quiet;
-  const c10::WarningUtils::WarningHandlerGuard quiet_guard(&quiet);
-  std::set<prof::ActivityType> activities = {prof::ActivityType::CPU};
-  if (cuda) activities.insert(prof::ActivityType::CUDA);
-  const prof::ProfilerConfig config(prof::ProfilerState::KINETO, /*report_input_shapes=*/true,
-                                    /*profile_memory=*/false, /*with_stack=*/false, /*with_flops=*/true);
-  torch::autograd::profiler::prepareProfiler(config, activities);
-  torch::autograd::profiler::enableProfiler(config, activities);
-  const auto t0 = std::chrono::steady_clock::now();
-  std::unique_ptr<torch::autograd::profiler::ProfilerResult> result;
-  try {
-    const Conditioning cond = pipe->encode(o.prompt, o.negative_prompt);
-    pipe->generate(cond, req);
-  } catch (...) {
-    torch::autograd::profiler::disableProfiler();
-    throw;
-  }
-  const double total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  result = torch::autograd::profiler::disableProfiler();
+  double total_ms = 0;
+  std::unique_ptr<torch::autograd::profiler::ProfilerResult> result =
+      profiled(pipe->device().is_cuda(), [&] {
+        const Conditioning cond = pipe->encode(o.prompt, o.negative_prompt);
+        pipe->generate(cond, req);
+      }, &total_ms);
   if (!result || result->events().empty())
     throw std::runtime_error("profile: the profiler recorded no events (is Kineto compiled into this LibTorch?)");
 
@@ -254,15 +333,17 @@ std::string format_op_table(const std::vector<OpRow>& rows) {
 std::string format_stage_table(const std::vector<StageRow>& rows, double total_ms) {
   std::ostringstream s;
   char line[256];
-  std::snprintf(line, sizeof(line), "%-24s %7s %14s %14s %7s\n", "stage", "calls", "exclusive ms", "inclusive ms",
-                "share");
+  std::snprintf(line, sizeof(line), "%-24s %7s %14s %14s %7s %11s\n", "stage", "calls", "exclusive ms",
+                "inclusive ms", "share", "GFLOP");
   s << line;
   double sum = 0;
   for (const StageRow& r : rows) {
     sum += r.exclusive_ms;
-    std::snprintf(line, sizeof(line), "%-24s %7lld %14.3f %14.3f %6.1f%%\n", r.name.c_str(),
+    char flops[32] = "-";
+    if (r.gflop > 0) std::snprintf(flops, sizeof(flops), "%.4f", r.gflop);
+    std::snprintf(line, sizeof(line), "%-24s %7lld %14.3f %14.3f %6.1f%% %11s\n", r.name.c_str(),
                   static_cast<long long>(r.calls), r.exclusive_ms, r.inclusive_ms,
-                  total_ms > 0 ? 100.0 * r.exclusive_ms / total_ms : 0.0);
+                  total_ms > 0 ? 100.0 * r.exclusive_ms / total_ms : 0.0, flops);
     s << line;
   }
   std::snprintf(line, sizeof(line), "%-24s %7s %14.3f %14s %6.1f%%\n", "(outside stages)", "",

@@ -36,8 +36,21 @@ struct ProfiledEvent {
   bool on_device = false;   ///< a GPU kernel, copy or set (not a host-side op)
   bool user_scope = false;  ///< a record_function range (RecordScope::USER_SCOPE)
   bool op = false;          ///< an operator (RecordScope::FUNCTION) on the host
-  uint64_t flops = 0;       ///< the profiler's FLOP estimate, 0 when it gives none
+  uint64_t flops = 0;       ///< FLOP estimate: the profiler's, or attention_flops() for attention ops; 0 when none
+  std::vector<std::vector<int64_t>> shapes;  ///< input shapes, when recorded
 };
+
+/// FLOPs of one attention op from its input shapes: q [..., Lq, d] and
+/// k [..., Lk, d] give 4·numel(q)·Lk, the two matrix products Q·Kᵀ and P·V
+/// at 2 FLOPs per multiply-add (softmax not counted; Dao 2023,
+/// FlashAttention-2, sec. 4.1 counts the same way). q and k are the first
+/// two adjacent shapes of at least 3 dims that agree on every dim but Lq/Lk
+/// (LibTorch sometimes records an extra input before q for
+/// aten::scaled_dot_product_attention). 0 when no pair fits. Applies to
+/// events named "attention" (fewstep's kernels), "fewstep::attention",
+/// "aten::scaled_dot_product_attention" and its backends
+/// "aten::_scaled_dot_product_*", for which LibTorch gives no estimate.
+uint64_t attention_flops(const std::vector<std::vector<int64_t>>& shapes);
 
 /// One row of the operator table.
 struct OpRow {
@@ -56,6 +69,7 @@ struct StageRow {
   int64_t calls = 0;
   double inclusive_ms = 0;  ///< summed durations of the stage's ranges
   double exclusive_ms = 0;  ///< inclusive minus the stage ranges nested directly inside
+  double gflop = 0;         ///< FLOPs of the operators inside the stage's ranges (inclusive) / 1e9; see stage_table
 };
 
 /// The stage an event belongs to, or "" when it is none: the runtime's
@@ -72,8 +86,23 @@ std::vector<OpRow> op_table(const std::vector<ProfiledEvent>& events, int64_t to
 
 /// Stage rows in order of first appearance. Stage ranges nest per thread;
 /// on one thread the exclusive times of all rows sum to at most the span
-/// of the outermost ranges.
+/// of the outermost ranges. A stage's FLOPs are those of the host operators
+/// inside its ranges on the same thread, each operator counted only when no
+/// operator around it has an estimate itself (aten::conv2d counts, not also
+/// the aten::convolution inside it; an attention op counts, not the matrix
+/// products of LibTorch's math attention inside it).
 std::vector<StageRow> stage_table(const std::vector<ProfiledEvent>& events);
+
+/// FLOPs of the UNet per batch row: profiles one generation of `req` (pass
+/// a short one; its size and CFG scale matter, its sampler and steps do
+/// not), sums the FLOPs of the `unet` / `unet.*` stages and divides by the
+/// rows the UNet ran (2 per call with CFG). Every layer's FLOP count is linear in the batch, so a run's UNet
+/// FLOPs are this times its GenerateStats::unet_rows (up to ops whose size
+/// does not grow with the batch, such as the time embedding's frequency
+/// table: a few FLOPs per call). nullopt for analytic
+/// models (no UNet) and when the profiler records nothing. Throws the
+/// Pipeline's errors.
+std::optional<double> unet_flops_per_row(Pipeline& pipe, const Conditioning& cond, GenerateRequest req);
 
 /// The profile's results.
 struct ProfileReport {

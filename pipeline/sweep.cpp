@@ -15,6 +15,7 @@
 #include "pipeline/metrics.h"
 #include "pipeline/model_source.h"
 #include "pipeline/plot.h"
+#include "pipeline/profile.h"
 #include "pipeline/sweep_internal.h"
 #include "samplers/registry.h"
 #include "samplers/schedule.h"
@@ -251,6 +252,11 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress) {
     r.seed = o.seeds.front();
     pipe->generate(pipe->encode(o.prompts.front(), o.negative_prompt), r);
   }
+  // FLOPs per UNet batch row: they depend on the size and the model only (not on
+  // the prompt, the sampler or the steps), so one profiled call serves every row.
+  const std::optional<double> flops_per_row = unet_flops_per_row(
+      *pipe, pipe->encode(o.prompts.front(), o.negative_prompt),
+      request_for(o.samplers.front(), *std::min_element(o.steps.begin(), o.steps.end()), false));
   std::vector<std::pair<std::filesystem::path, std::vector<uint8_t>>> outputs;
   for (size_t pi = 0; pi < o.prompts.size(); ++pi) {
     const std::string& prompt = o.prompts[pi];
@@ -285,6 +291,7 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress) {
           row.seed = seed;
           row.nfe = g.stats.nfe;
           row.unet_calls = g.stats.unet_calls;
+          if (flops_per_row) row.unet_flops = *flops_per_row * double(g.stats.unet_rows);
           row.wall_ms = g.stats.total_ms;
           row.rmse_latent = rmse(g.latents, ref.latents);
           row.rmse = rmse(g.image, ref.image) / 255.0;

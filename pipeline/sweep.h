@@ -46,6 +46,7 @@ struct SweepRow {
   int64_t steps = 0;
   uint64_t seed = 0;
   int64_t nfe = 0, unet_calls = 0;
+  std::optional<double> unet_flops;  ///< UNet FLOPs of the run (unet_rows × FLOPs per row); none for analytic models
   double wall_ms = 0;      ///< sampling + decoding, milliseconds
   double rmse_latent = 0;  ///< RMSE of the final sample against the reference's, model space
   double rmse = 0;         ///< RMSE of the 8-bit images, on the [0, 1] scale (value / 255)

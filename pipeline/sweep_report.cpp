@@ -113,11 +113,14 @@ std::vector<SweepSetting> pareto_front(const std::vector<SweepSetting>& settings
 
 std::string format_results_csv(const std::vector<SweepRow>& rows) {
   std::ostringstream s;
-  s << "prompt,sampler,steps,seed,nfe,unet_calls,wall_ms,rmse_latent,rmse,psnr_db,ssim\n";
-  for (const SweepRow& r : rows)
+  s << "prompt,sampler,steps,seed,nfe,unet_calls,unet_flops,wall_ms,rmse_latent,rmse,psnr_db,ssim\n";
+  for (const SweepRow& r : rows) {
+    char flops[32] = "";
+    if (r.unet_flops) std::snprintf(flops, sizeof(flops), "%.0f", *r.unet_flops);
     s << csv_field(r.prompt) << ',' << r.sampler << ',' << r.steps << ',' << r.seed << ',' << r.nfe << ','
-      << r.unet_calls << ',' << num(r.wall_ms) << ',' << num(r.rmse_latent) << ',' << num(r.rmse) << ','
+      << r.unet_calls << ',' << flops << ',' << num(r.wall_ms) << ',' << num(r.rmse_latent) << ',' << num(r.rmse) << ','
       << num(r.psnr_db) << ',' << num(r.ssim) << '\n';
+  }
   return s.str();
 }
 

@@ -6,6 +6,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
 
 #include "pipeline/profile.h"
 
@@ -57,13 +60,80 @@ TEST(OpTable, SelfTimeExcludesNestedOps) {
   EXPECT_DOUBLE_EQ(rows[0].share + rows[1].share, 1.0);
 }
 
+ProfiledEvent flop_op(const std::string& name, uint64_t start, uint64_t end, uint64_t flops) {
+  ProfiledEvent e = ev(name, start, end, false);
+  e.flops = flops;
+  return e;
+}
+
+// 4·numel(q)·Lk: q [2, 4, 64, 8], k [2, 4, 77, 8] -> 4 · 4096 · 77.
+TEST(AttentionFlops, FromInputShapes) {
+  EXPECT_EQ(attention_flops({{2, 4, 64, 8}, {2, 4, 77, 8}, {2, 4, 77, 8}}), 4u * 4096u * 77u);
+  EXPECT_EQ(attention_flops({{8, 64, 8}, {8, 77, 8}}), 4u * 4096u * 77u);  // [B·H, L, d]
+  EXPECT_EQ(attention_flops({{2, 4, 64, 8}}), 0u);                          // no k
+  EXPECT_EQ(attention_flops({{2, 4, 64, 8}, {2, 4, 77, 16}}), 0u);          // head dims differ
+  EXPECT_EQ(attention_flops({{2, 4, 64, 8}, {3, 4, 77, 8}}), 0u);           // batches differ
+  // An extra input recorded before q: [B, L, C], then q, k, v.
+  EXPECT_EQ(attention_flops({{2, 64, 32}, {2, 4, 64, 8}, {2, 4, 77, 8}, {2, 4, 77, 8}}), 4u * 4096u * 77u);
+  EXPECT_EQ(attention_flops({{}, {2, 64, 32}, {2, 4, 64, 8}, {2, 4, 77, 8}}), 4u * 4096u * 77u);
+  EXPECT_EQ(attention_flops({}), 0u);
+}
+
+// unet.input_blocks.0 [0, 50] holds conv2d [1, 10] (1000) ⊃ convolution [2, 9]
+// (1000, not counted again), attention [20, 30] (500) ⊃ bmm [21, 25] (300,
+// inside attention: not counted) and add [31, 32] (7); unet.middle_block
+// [50, 60] holds mm [51, 55] (40). A user range's FLOPs include its nested stages.
+TEST(StageTable, FlopsCountEachOperatorOnce) {
+  const std::vector<ProfiledEvent> events = {
+      ev("unet.input_blocks.0", 0, 50),       flop_op("aten::conv2d", 1, 10, 1000),
+      flop_op("aten::convolution", 2, 9, 1000), flop_op("attention", 20, 30, 500),
+      flop_op("aten::bmm", 21, 25, 300),      flop_op("aten::add", 31, 32, 7),
+      ev("unet.middle_block", 50, 60),        flop_op("aten::mm", 51, 55, 40)};
+  std::map<std::string, StageRow> by;
+  for (const auto& r : stage_table(events)) by[r.name] = r;
+  EXPECT_DOUBLE_EQ(by["unet.input_blocks.0"].gflop, 1507e-9);
+  EXPECT_DOUBLE_EQ(by["attention"].gflop, 500e-9);
+  EXPECT_DOUBLE_EQ(by["unet.middle_block"].gflop, 40e-9);
+}
+
+std::string tiny_blocks() { return std::string(FEWSTEP_TEST_MODELS) + "/tiny-blocks"; }
+
+// Per-row UNet FLOPs do not depend on the CFG batch (1 or 2 rows per call)
+// nor on the attention path (fused op or LibTorch's SDPA: same 4·numel(q)·Lk).
+TEST(Profile, UnetFlopsPerRowIsBatchAndPathIndependent) {
+  if (!fs::exists(tiny_blocks())) GTEST_SKIP() << "test model missing: " << tiny_blocks();
+  RuntimeOptions rt;
+  rt.threads = 1;
+  auto per_row = [&](const std::string& attention, double cfg) {
+    rt.attention = attention;
+    std::unique_ptr<Pipeline> pipe = Pipeline::load(tiny_blocks(), rt);
+    GenerateRequest req = pipe->request_with_defaults("ddim", 1, cfg, 16, 16);
+    std::optional<double> f = unet_flops_per_row(*pipe, pipe->encode("a red apple", ""), req);
+    return f.value_or(-1.0);
+  };
+  const double fused_cfg = per_row("fused", 3.0);
+  EXPECT_GT(fused_cfg, 1e6);
+  // Equal up to the few FLOPs of batch-independent ops (the time embedding's frequencies).
+  EXPECT_NEAR(per_row("fused", 1.0), fused_cfg, 1e-6 * fused_cfg);
+  EXPECT_NEAR(per_row("native", 3.0), fused_cfg, 1e-6 * fused_cfg);
+
+  RuntimeOptions rta;
+  rta.threads = 1;
+  std::unique_ptr<Pipeline> analytic = Pipeline::load("analytic:gaussian", rta);
+  GenerateRequest req = analytic->request_with_defaults("ddim", 1, std::nullopt, std::nullopt, std::nullopt);
+  EXPECT_FALSE(unet_flops_per_row(*analytic, analytic->encode("", ""), req).has_value());
+}
+
 TEST(Profile, BlockUnetTraceAndStages) {
   ProfileOptions o;
-  o.model = std::string(FEWSTEP_TEST_MODELS) + "/tiny-blocks";
+  o.model = tiny_blocks();
   if (!fs::exists(o.model)) GTEST_SKIP() << "test model missing: " << o.model;
   o.prompt = "a red apple";
   o.rt.threads = 1;
+  o.sampler = "ddim";
   o.steps = 2;
+  o.cfg_scale = 3.0;  // 2 UNet calls of 2 rows (CFG pair)
+  o.width = o.height = 16;
   o.out = fs::temp_directory_path() / ("fewstep_test_profile_" + std::to_string(::getpid()));
   const ProfileReport r = run_profile(o);
 
@@ -86,6 +156,18 @@ TEST(Profile, BlockUnetTraceAndStages) {
     EXPECT_TRUE(names.count(want)) << want;
   ASSERT_FALSE(r.ops.empty());
   EXPECT_EQ(r.ops.front().device, "CPU");
+  // Convolution FLOPs 2·Cout·Hout·Wout·Cin·kh·kw per row (bias not counted),
+  // 4 rows: input block 0 is a 3x3 conv 3 -> 16 channels at 16x16; block 2 a
+  // stride-2 3x3 conv 16 -> 16 channels, out 8x8.
+  std::map<std::string, StageRow> by;
+  for (const StageRow& s : r.stages) by[s.name] = s;
+  EXPECT_DOUBLE_EQ(by["unet.input_blocks.0"].gflop, 4 * 2.0 * 16 * 16 * 16 * 3 * 9 * 1e-9);
+  EXPECT_DOUBLE_EQ(by["unet.input_blocks.2"].gflop, 4 * 2.0 * 16 * 8 * 8 * 16 * 9 * 1e-9);
+  // Attention, 4·numel(q)·Lk per call: three transformers at 16x16 with 16
+  // channels (self: Lq = Lk = 256; cross: Lk = 16 text tokens) and four at
+  // 8x8 with 32 channels (self: 64; cross: 16), times 4 rows.
+  const double per_row = 3 * (4.0 * 256 * 16 * 256 + 4.0 * 256 * 16 * 16) + 4 * (4.0 * 64 * 32 * 64 + 4.0 * 64 * 32 * 16);
+  EXPECT_DOUBLE_EQ(by["attention"].gflop, 4 * per_row * 1e-9);
   fs::remove_all(o.out);
 }
 

@@ -77,14 +77,15 @@ TEST(SweepGaussian, ErrorFallsWithStepsForEveryOdeSampler) {
 
   const auto csv = read_csv(o.out / "results.csv");
   ASSERT_EQ(csv.size(), 1 + o.samplers.size() * 5);
-  const std::vector<std::string> header = {"prompt", "sampler", "steps", "seed", "nfe", "unet_calls",
+  const std::vector<std::string> header = {"prompt", "sampler", "steps", "seed", "nfe", "unet_calls", "unet_flops",
                                            "wall_ms", "rmse_latent", "rmse", "psnr_db", "ssim"};
   EXPECT_EQ(csv[0], header);
   std::map<std::string, std::vector<std::pair<int64_t, double>>> err;
   for (size_t i = 1; i < csv.size(); ++i) {
     ASSERT_EQ(csv[i].size(), header.size());
     EXPECT_EQ(csv[i][3], "3");
-    err[csv[i][1]].emplace_back(std::stoll(csv[i][2]), std::stod(csv[i][7]));
+    EXPECT_EQ(csv[i][6], "") << "an analytic model has no UNet FLOPs";
+    err[csv[i][1]].emplace_back(std::stoll(csv[i][2]), std::stod(csv[i][8]));
   }
   for (const std::string& s : o.samplers) {
     const auto& e = err[s];
@@ -176,7 +177,10 @@ TEST(SweepCsv, QuotesPromptsAndWritesInfinitePsnr) {
   r.psnr_db = std::numeric_limits<double>::infinity();
   r.ssim = 1;
   const std::string csv = format_results_csv({r});
-  EXPECT_EQ(csv.substr(csv.find('\n') + 1), "\"a \"\"red\"\", apple\",ddim,4,0,4,0,1.5,0,0,inf,1\n");
+  EXPECT_EQ(csv.substr(csv.find('\n') + 1), "\"a \"\"red\"\", apple\",ddim,4,0,4,0,,1.5,0,0,inf,1\n");
+  r.unet_flops = 123456789012.0;
+  const std::string with_flops = format_results_csv({r});
+  EXPECT_NE(with_flops.find(",0,123456789012,1.5,"), std::string::npos) << with_flops;
 }
 
 std::string error_of(SweepOptions o) {
