@@ -2,14 +2,18 @@
 // pays once (twice for Heun), with the CFG batch of 2 rows that guidance
 // needs. One row per attention mode (fused = fewstep::attention through the
 // TorchScript rewrite; native = the model's own LibTorch attention).
-// Prints a table; writes JSON (--json). Harness: bench/harness.h.
+// Also the call's FLOPs (profiled once, pipeline/profile.h) and the achieved
+// GFLOP/s. Prints a table; writes JSON (--json). Harness: bench/harness.h.
 #include "bench/harness.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/profile.h"
 #include "pipeline/sweep.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 #include <CLI/CLI.hpp>
+
+#include <optional>
 #include <torch/headeronly/version.h>
 
 namespace {
@@ -44,6 +48,11 @@ int run(const Options& opt) {
       const fewstep::Conditioning c = pipe->encode("a red apple", "");
       ctx = c.cond.expand({opt.batch, c.cond.size(1), c.cond.size(2)}).contiguous();
     }
+    // FLOPs of one call: the profiled per-row count (pipeline/profile.h) times the rows.
+    const fewstep::GenerateRequest one_step = pipe->request_with_defaults("ddim", 1, std::nullopt, w, h);
+    const std::optional<double> per_row =
+        fewstep::unet_flops_per_row(*pipe, pipe->encode("a red apple", ""), one_step);
+    const double gflop = per_row ? *per_row * double(opt.batch) * 1e-9 : 0.0;
     at::NoGradGuard no_grad;
     fewstep::Model& unet = pipe->model();
     const fewstep::bench::Timing tm = fewstep::bench::time_ms(
@@ -57,7 +66,9 @@ int run(const Options& opt) {
                {"size", std::to_string(w) + "x" + std::to_string(h)},
                {"median_ms", tm.median_ms},
                {"min_ms", tm.min_ms},
-               {"cpu_ms", tm.cpu_median_ms}});
+               {"cpu_ms", tm.cpu_median_ms},
+               {"gflop", gflop},
+               {"gflop_per_s", tm.median_ms > 0 ? gflop / (tm.median_ms * 1e-3) : 0.0}});
   }
   nlohmann::ordered_json meta = fewstep::bench::run_meta("unet_step");
   meta.update({{"model", opt.model}, {"repeats", opt.repeats}});
