@@ -62,7 +62,7 @@ def save_script(module, path):
     os.replace(tmp, path)
 
 
-def manifest(ck, steps_done):
+def manifest(ck, steps_done, cfg_scale):
     cfg = ck["config"]
     return {
         "format_version": 1,
@@ -91,7 +91,7 @@ def manifest(ck, steps_done):
                          "hidden_size": cfg["d_text"]},
         "tokenizer": {"vocab": "tokenizer/vocab.json", "merges": "tokenizer/merges.txt"},
         "vae_decoder": None,
-        "defaults": {"sampler": "ddim", "steps": 8, "cfg_scale": 5.0,
+        "defaults": {"sampler": "ddim", "steps": 8, "cfg_scale": cfg_scale,
                      "width": cfg["res"], "height": cfg["res"]},
         "license": LICENSE,
         "attribution": ATTRIBUTION,
@@ -103,7 +103,14 @@ def manifest(ck, steps_done):
 def main():
     ap = argparse.ArgumentParser(description="export the emoji model package")
     ap.add_argument("--state", default=STATE)
+    ap.add_argument("--cfg-scale", type=float, default=None,
+                    help="the package's default CFG scale (default: keep model.json's). Chosen by "
+                         "the adherence figures and contact sheets at several scales (model card)")
     args = ap.parse_args()
+    cfg_scale = args.cfg_scale
+    if cfg_scale is None:
+        with open(os.path.join(PKG, "model.json"), encoding="utf-8") as f:
+            cfg_scale = json.load(f)["defaults"]["cfg_scale"]
     found = checkpoint.newest(args.state, CKPT, PKG)
     if found is None:
         sys.exit("export.py: neither %s nor %s exists" % (args.state, CKPT))
@@ -138,7 +145,7 @@ def main():
     save_script(text, os.path.join(args.out, "text_encoder.pt"))
     tmp = os.path.join(args.out, "model.json.tmp")
     with open(tmp, "w") as f:
-        json.dump(manifest(ck, ck["step"]), f, indent=2)
+        json.dump(manifest(ck, ck["step"], cfg_scale), f, indent=2)
     os.replace(tmp, os.path.join(args.out, "model.json"))
     # the fp16 files reload and, converted to fp32, still match
     u2 = torch.jit.load(os.path.join(args.out, "unet.pt")).float()

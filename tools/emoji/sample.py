@@ -41,6 +41,13 @@ def load_ema(path=CKPT):
     return m.eval(), tok, ck
 
 
+def package_defaults():
+    """The package's generation defaults (model.json "defaults": steps, cfg_scale, ...),
+    so that the contact sheet and the adherence figures use what fewstep uses."""
+    with open(os.path.join(PKG, "model.json"), encoding="utf-8") as f:
+        return json.load(f)["defaults"]
+
+
 def trailing_timesteps(steps, n=1000):
     return [int(round(n - i * n / steps)) - 1 for i in range(steps)]
 
@@ -92,8 +99,9 @@ def main():
     ap = argparse.ArgumentParser(description="emoji model contact sheet (DDIM, CFG)")
     ap.add_argument("--ckpt", default=CKPT)
     ap.add_argument("--out", default=os.path.join(PKG, "contact_sheet.png"))
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--cfg-scale", type=float, default=5.0)
+    defaults = package_defaults()
+    ap.add_argument("--steps", type=int, default=defaults["steps"], help="default: the package's")
+    ap.add_argument("--cfg-scale", type=float, default=defaults["cfg_scale"], help="default: the package's")
     ap.add_argument("--seeds", default="0,1,2,3")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
