@@ -3,8 +3,6 @@
 
 #include <torch/csrc/autograd/profiler_kineto.h>
 
-#include <c10/util/Exception.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -49,12 +47,6 @@ std::map<uint64_t, std::vector<const ProfiledEvent*>> by_thread(const std::vecto
   return out;
 }
 
-bool is_attention_op(const std::string& n) {
-  // LibTorch's SDPA and its backends (aten::_scaled_dot_product_flash_attention_for_cpu, ..._math, ...).
-  return n == "attention" || n == "fewstep::attention" || n.rfind("aten::scaled_dot_product_attention", 0) == 0 ||
-         n.rfind("aten::_scaled_dot_product_", 0) == 0;
-}
-
 /// FLOPs to count per host operator: its estimate when no operator around
 /// it (same thread) has one, else 0. Indexed like `events`.
 std::vector<double> counted_flops(const std::vector<ProfiledEvent>& events) {
@@ -72,6 +64,25 @@ std::vector<double> counted_flops(const std::vector<ProfiledEvent>& events) {
   return out;
 }
 
+std::vector<int64_t> int_list(const c10::IValue& v) {
+  if (v.isIntList()) return v.toIntVector();
+  if (v.isInt()) return {v.toInt()};
+  return {};
+}
+
+/// aten::convolution(input, weight, bias, stride, padding, dilation,
+/// transposed, output_padding, groups): its FLOPs from the recorded shapes
+/// and concrete arguments (this op is called from C++, so its inputs are
+/// not shifted the way TorchScript-called ops' are).
+uint64_t conv_flops_of(const std::vector<std::vector<int64_t>>& shapes,
+                       const torch::autograd::profiler::KinetoEvent& k) {
+  if (!k.hasConcreteInputs()) return 0;
+  const auto args = k.concreteInputs();
+  if (args.size() < 7) return 0;
+  const bool transposed = args[6].isBool() && args[6].toBool();
+  return conv_flops(shapes, int_list(args[3]), int_list(args[4]), int_list(args[5]), transposed);
+}
+
 std::vector<ProfiledEvent> convert(const std::vector<torch::autograd::profiler::KinetoEvent>& events) {
   std::vector<ProfiledEvent> out;
   out.reserve(events.size());
@@ -85,25 +96,20 @@ std::vector<ProfiledEvent> convert(const std::vector<torch::autograd::profiler::
     const auto scope = static_cast<at::RecordScope>(k.scope());
     e.user_scope = !e.on_device && scope == at::RecordScope::USER_SCOPE;
     e.op = !e.on_device && scope == at::RecordScope::FUNCTION;
-    e.flops = k.flops();
-    if (is_attention_op(e.name) && k.hasShapes()) {
+    e.flops = 0;  // only matrix products, convolutions and attention count (see op_flops)
+    if (k.hasShapes()) {
       const auto shapes = k.shapes();
-      e.shapes.assign(shapes.begin(), shapes.end());
-      e.flops = attention_flops(e.shapes);
+      std::vector<std::vector<int64_t>> s(shapes.begin(), shapes.end());
+      if (e.name == "aten::convolution") {
+        e.flops = conv_flops_of(s, k);
+      } else {
+        e.flops = op_flops(e.name, s);
+      }
     }
     out.push_back(std::move(e));
   }
   return out;
 }
-
-/// Drops LibTorch warnings while the profiler runs: with FLOP counting on,
-/// the profiler warns once per call of every op whose inputs it cannot size
-/// (hundreds of lines). Counts what it dropped.
-class QuietWarnings : public c10::WarningHandler {
- public:
-  void process(const c10::Warning&) override { ++dropped; }
-  int64_t dropped = 0;
-};
 
 /// Stage events of one thread in nesting order, without those nested in a
 /// range of the same stage (the fused attention op may run LibTorch's SDPA
@@ -122,18 +128,17 @@ std::vector<const ProfiledEvent*> outermost_per_stage(const std::vector<const Pr
 }
 
 /// Runs fn under the Kineto profiler (host activity, plus CUDA when `cuda`;
-/// input shapes and FLOP estimates on) and returns its result; *ms gets
+/// input shapes on, LibTorch's FLOP estimates off: op_flops counts) and
+/// returns its result; *ms gets
 /// fn's wall time. The profiler is off again when fn throws.
 template <typename Fn>
 std::unique_ptr<torch::autograd::profiler::ProfilerResult> profiled(bool cuda, Fn&& fn, double* ms) {
   // Kineto logs an error when a CUDA build finds no GPU; a CPU profile needs none.
   if (!cuda) setenv("KINETO_LOG_LEVEL", "5", /*overwrite=*/0);
-  QuietWarnings quiet;
-  const c10::WarningUtils::WarningHandlerGuard quiet_guard(&quiet);
   std::set<prof::ActivityType> activities = {prof::ActivityType::CPU};
   if (cuda) activities.insert(prof::ActivityType::CUDA);
   const prof::ProfilerConfig config(prof::ProfilerState::KINETO, /*report_input_shapes=*/true,
-                                    /*profile_memory=*/false, /*with_stack=*/false, /*with_flops=*/true);
+                                    /*profile_memory=*/false, /*with_stack=*/false, /*with_flops=*/false);
   torch::autograd::profiler::prepareProfiler(config, activities);
   torch::autograd::profiler::enableProfiler(config, activities);
   const auto t0 = std::chrono::steady_clock::now();
@@ -203,6 +208,65 @@ std::vector<OpRow> op_table(const std::vector<ProfiledEvent>& events, int64_t to
   return out;
 }
 
+namespace {
+
+uint64_t product(std::vector<int64_t>::const_iterator b, std::vector<int64_t>::const_iterator e) {
+  uint64_t p = 1;
+  for (; b != e; ++b) p *= uint64_t(std::max<int64_t>(0, *b));
+  return p;
+}
+
+}  // namespace
+
+uint64_t matmul_flops(const std::string& name, const std::vector<std::vector<int64_t>>& shapes) {
+  const bool batched = name == "aten::bmm" || name == "aten::baddbmm";
+  const size_t rank = batched ? 3 : 2;
+  for (size_t i = 0; i + 1 < shapes.size(); ++i) {
+    const std::vector<int64_t>& a = shapes[i];
+    const std::vector<int64_t>& b = shapes[i + 1];
+    if (a.size() != rank || b.size() != rank || a[rank - 1] != b[rank - 2]) continue;
+    if (batched && a[0] != b[0]) continue;
+    // [.., n, k] · [.., k, m]: n·k·m multiply-adds per batch entry.
+    return 2 * product(a.begin(), a.end()) * uint64_t(std::max<int64_t>(0, b[rank - 1]));
+  }
+  return 0;
+}
+
+uint64_t conv_flops(const std::vector<std::vector<int64_t>>& shapes, const std::vector<int64_t>& stride,
+                    const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, bool transposed) {
+  if (shapes.size() < 2) return 0;
+  const std::vector<int64_t>& in = shapes[0];
+  const std::vector<int64_t>& w = shapes[1];
+  if (in.size() < 3 || w.size() != in.size()) return 0;
+  const size_t dims = in.size() - 2;
+  auto at = [](const std::vector<int64_t>& v, size_t d, int64_t fallback) {
+    return v.empty() ? fallback : v[std::min(d, v.size() - 1)];
+  };
+  uint64_t positions = 1;  // output positions (input positions when transposed)
+  for (size_t d = 0; d < dims; ++d) {
+    if (transposed) {
+      positions *= uint64_t(std::max<int64_t>(0, in[d + 2]));
+      continue;
+    }
+    const int64_t s = at(stride, d, 1), p = at(padding, d, 0), dil = at(dilation, d, 1);
+    if (s < 1) return 0;
+    const int64_t out = (in[d + 2] + 2 * p - dil * (w[d + 2] - 1) - 1) / s + 1;
+    positions *= uint64_t(std::max<int64_t>(0, out));
+  }
+  return 2 * uint64_t(std::max<int64_t>(0, in[0])) * positions * product(w.begin(), w.end());
+}
+
+uint64_t op_flops(const std::string& name, const std::vector<std::vector<int64_t>>& shapes) {
+  if (name == "aten::mm" || name == "aten::addmm" || name == "aten::bmm" || name == "aten::baddbmm")
+    return matmul_flops(name, shapes);
+  // fewstep's op and kernels' range; LibTorch's SDPA and its backends
+  // (aten::_scaled_dot_product_flash_attention_for_cpu, ..._math, ...).
+  if (name == "attention" || name == "fewstep::attention" || name.rfind("aten::scaled_dot_product_attention", 0) == 0 ||
+      name.rfind("aten::_scaled_dot_product_", 0) == 0)
+    return attention_flops(shapes);
+  return 0;
+}
+
 uint64_t attention_flops(const std::vector<std::vector<int64_t>>& shapes) {
   for (size_t i = 0; i + 1 < shapes.size(); ++i) {
     const std::vector<int64_t>& q = shapes[i];
@@ -211,6 +275,12 @@ uint64_t attention_flops(const std::vector<std::vector<int64_t>>& shapes) {
         !std::equal(q.begin(), q.end() - 2, k.begin()) ||
         std::any_of(q.begin(), q.end(), [](int64_t s) { return s < 0; }))
       continue;
+    // v, when recorded, must match k but for its last dim: this rejects a
+    // leading [B, Lq, C] input paired with a 3-D q in cross-attention.
+    if (i + 2 < shapes.size() && !shapes[i + 2].empty()) {
+      const std::vector<int64_t>& v = shapes[i + 2];
+      if (v.size() != k.size() || !std::equal(k.begin(), k.end() - 1, v.begin())) continue;
+    }
     uint64_t numel_q = 1;
     for (int64_t s : q) numel_q *= uint64_t(s);
     return 4 * numel_q * uint64_t(std::max<int64_t>(0, k[k.size() - 2]));

@@ -36,16 +36,42 @@ struct ProfiledEvent {
   bool on_device = false;   ///< a GPU kernel, copy or set (not a host-side op)
   bool user_scope = false;  ///< a record_function range (RecordScope::USER_SCOPE)
   bool op = false;          ///< an operator (RecordScope::FUNCTION) on the host
-  uint64_t flops = 0;       ///< FLOP estimate: the profiler's, or attention_flops() for attention ops; 0 when none
-  std::vector<std::vector<int64_t>> shapes;  ///< input shapes, when recorded
+  uint64_t flops = 0;       ///< FLOPs from the recorded input shapes (op_flops, conv_flops); 0 for other ops
 };
+
+/// FLOPs of one host operator from its recorded input shapes, 2 per
+/// multiply-add; 0 for operators that are not counted. Counted: matrix
+/// products (aten::mm, addmm, bmm, baddbmm: 2·n·k·m per batch entry, bias
+/// not counted; matmul_flops) and attention ops (attention_flops).
+/// Convolutions are counted on aten::convolution by conv_flops. Elementwise
+/// ops, normalisation and softmax are not counted. Own formulas, not
+/// LibTorch's estimates: when TorchScript calls an op, LibTorch records
+/// extra leading inputs and its estimate becomes 0 (for aten::conv2d that
+/// lost most of a UNet's convolutions); the formulas below find their
+/// operands by shape.
+uint64_t op_flops(const std::string& name, const std::vector<std::vector<int64_t>>& shapes);
+
+/// Matrix-product FLOPs: the first adjacent pair of shapes a [.., n, k],
+/// b [.., k, m] (rank 2 for mm/addmm, 3 with equal batch for bmm/baddbmm)
+/// gives 2·numel(a)·m. 0 when no pair fits.
+uint64_t matmul_flops(const std::string& name, const std::vector<std::vector<int64_t>>& shapes);
+
+/// Convolution FLOPs for aten::convolution(input [N, Cin, *S], weight, ...):
+/// 2·N·(output positions)·numel(weight), output size per dim
+/// floor((S + 2·padding − dilation·(k − 1) − 1) / stride) + 1; transposed:
+/// 2·N·(input positions)·numel(weight). stride/padding/dilation with one
+/// entry apply to every dim; empty ones mean 1/0/1. 0 when the shapes do
+/// not fit.
+uint64_t conv_flops(const std::vector<std::vector<int64_t>>& shapes, const std::vector<int64_t>& stride,
+                    const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, bool transposed);
 
 /// FLOPs of one attention op from its input shapes: q [..., Lq, d] and
 /// k [..., Lk, d] give 4·numel(q)·Lk, the two matrix products Q·Kᵀ and P·V
 /// at 2 FLOPs per multiply-add (softmax not counted; Dao 2023,
 /// FlashAttention-2, sec. 4.1 counts the same way). q and k are the first
-/// two adjacent shapes of at least 3 dims that agree on every dim but Lq/Lk
-/// (LibTorch sometimes records an extra input before q for
+/// two adjacent shapes of at least 3 dims that agree on every dim but Lq/Lk,
+/// with v (the next shape, when recorded) equal to k but for its last dim
+/// (LibTorch records an extra input before q when TorchScript calls
 /// aten::scaled_dot_product_attention). 0 when no pair fits. Applies to
 /// events named "attention" (fewstep's kernels), "fewstep::attention",
 /// "aten::scaled_dot_product_attention" and its backends
@@ -88,15 +114,14 @@ std::vector<OpRow> op_table(const std::vector<ProfiledEvent>& events, int64_t to
 /// on one thread the exclusive times of all rows sum to at most the span
 /// of the outermost ranges. A stage's FLOPs are those of the host operators
 /// inside its ranges on the same thread, each operator counted only when no
-/// operator around it has an estimate itself (aten::conv2d counts, not also
-/// the aten::convolution inside it; an attention op counts, not the matrix
-/// products of LibTorch's math attention inside it).
+/// operator around it has FLOPs itself (an attention op counts, not the
+/// matrix products of LibTorch's math attention inside it).
 std::vector<StageRow> stage_table(const std::vector<ProfiledEvent>& events);
 
 /// FLOPs of the UNet per batch row: profiles one generation of `req` (pass
-/// a short one; its size and CFG scale matter, its sampler and steps do
-/// not), sums the FLOPs of the `unet` / `unet.*` stages and divides by the
-/// rows the UNet ran (2 per call with CFG). Every layer's FLOP count is linear in the batch, so a run's UNet
+/// a short one; its size matters, its CFG scale, sampler and steps do not),
+/// sums the FLOPs of the `unet` / `unet.*` stages and divides by the rows
+/// the UNet ran (2 per call with CFG). Every layer's FLOP count is linear in the batch, so a run's UNet
 /// FLOPs are this times its GenerateStats::unet_rows (up to ops whose size
 /// does not grow with the batch, such as the time embedding's frequency
 /// table: a few FLOPs per call). nullopt for analytic

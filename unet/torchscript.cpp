@@ -105,7 +105,7 @@ at::Tensor TorchScriptUnet::forward(const at::Tensor& sample, const at::Tensor& 
     if (input_conv_channels_ > 0 && sample.dim() == 4 && sample.size(1) != input_conv_channels_)
       throw ModelError(base(file_) + ": the UNet's input convolution takes " + std::to_string(input_conv_channels_) +
                        " channels but the sample has " + std::to_string(sample.size(1)) +
-                       " (model.json 'in_channels' disagrees with the UNet)");
+                       " (model.json 'in_channels' disagrees with the UNet): " + first_line(e));
     throw ModelError(base(file_) + ": forward failed for sample " + shape_str(sample.sizes()) + ": " + first_line(e));
   }
   if (out.sizes() != sample.sizes())

@@ -31,7 +31,7 @@ std::string first_line(const std::exception& e);
 /// Throws ModelError on a missing submodule, a failing forward or a wrong output shape.
 /// When a forward fails and the sample's channel count differs from the
 /// module's first 4-D weight (its input convolution, [out, in, kh, kw]), the
-/// error says so in one line instead of quoting LibTorch.
+/// error says so first, then quotes LibTorch's first line.
 class TorchScriptUnet : public Model {
  public:
   TorchScriptUnet(const UnetSpec& spec, bool conditional, const ModulePass& pass);

@@ -79,21 +79,51 @@ TEST(AttentionFlops, FromInputShapes) {
   EXPECT_EQ(attention_flops({}), 0u);
 }
 
-// unet.input_blocks.0 [0, 50] holds conv2d [1, 10] (1000) ⊃ convolution [2, 9]
-// (1000, not counted again), attention [20, 30] (500) ⊃ bmm [21, 25] (300,
-// inside attention: not counted) and add [31, 32] (7); unet.middle_block
-// [50, 60] holds mm [51, 55] (40). A user range's FLOPs include its nested stages.
+// unet.input_blocks.0 [0, 50] holds linear [1, 10] (none) ⊃ addmm [2, 9]
+// (1000, counted), attention [20, 30] (500) ⊃ bmm [21, 25] (300, inside
+// attention: not counted again) and convolution [31, 32] (7);
+// unet.middle_block [50, 60] holds mm [51, 55] (40). A user range's FLOPs
+// include its nested stages.
 TEST(StageTable, FlopsCountEachOperatorOnce) {
   const std::vector<ProfiledEvent> events = {
-      ev("unet.input_blocks.0", 0, 50),       flop_op("aten::conv2d", 1, 10, 1000),
-      flop_op("aten::convolution", 2, 9, 1000), flop_op("attention", 20, 30, 500),
-      flop_op("aten::bmm", 21, 25, 300),      flop_op("aten::add", 31, 32, 7),
-      ev("unet.middle_block", 50, 60),        flop_op("aten::mm", 51, 55, 40)};
+      ev("unet.input_blocks.0", 0, 50),  flop_op("aten::linear", 1, 10, 0),
+      flop_op("aten::addmm", 2, 9, 1000), flop_op("attention", 20, 30, 500),
+      flop_op("aten::bmm", 21, 25, 300), flop_op("aten::convolution", 31, 32, 7),
+      ev("unet.middle_block", 50, 60),   flop_op("aten::mm", 51, 55, 40)};
   std::map<std::string, StageRow> by;
   for (const auto& r : stage_table(events)) by[r.name] = r;
   EXPECT_DOUBLE_EQ(by["unet.input_blocks.0"].gflop, 1507e-9);
   EXPECT_DOUBLE_EQ(by["attention"].gflop, 500e-9);
   EXPECT_DOUBLE_EQ(by["unet.middle_block"].gflop, 40e-9);
+}
+
+// 2·n·k·m per batch entry, operands found by shape (TorchScript calls record
+// an extra leading input).
+TEST(MatmulFlops, FromInputShapes) {
+  EXPECT_EQ(matmul_flops("aten::mm", {{4, 5}, {5, 6}}), 2u * 4 * 5 * 6);
+  EXPECT_EQ(matmul_flops("aten::addmm", {{6}, {4, 5}, {5, 6}, {}, {}}), 2u * 4 * 5 * 6);
+  EXPECT_EQ(matmul_flops("aten::mm", {{}, {4, 5}, {5, 6}}), 2u * 4 * 5 * 6);
+  EXPECT_EQ(matmul_flops("aten::bmm", {{3, 4, 5}, {3, 5, 6}}), 2u * 3 * 4 * 5 * 6);
+  EXPECT_EQ(matmul_flops("aten::bmm", {{3, 4, 5}, {2, 5, 6}}), 0u);  // batches differ
+  EXPECT_EQ(matmul_flops("aten::mm", {{4, 5}, {6, 7}}), 0u);         // inner dims differ
+  EXPECT_EQ(op_flops("aten::mm", {{4, 5}, {5, 6}}), 2u * 4 * 5 * 6);
+  EXPECT_EQ(op_flops("aten::add", {{4, 5}, {4, 5}}), 0u);  // elementwise: not counted
+}
+
+// 2·N·(output positions)·numel(weight); output size
+// floor((S + 2p − d(k − 1) − 1)/s) + 1, or the input positions when transposed.
+TEST(ConvFlops, FromShapesAndArguments) {
+  // 3x3, pad 1, 3 -> 16 channels at 16x16, batch 2: 256 positions.
+  EXPECT_EQ(conv_flops({{2, 3, 16, 16}, {16, 3, 3, 3}, {16}}, {1, 1}, {1, 1}, {1, 1}, false), 2u * 2 * 256 * 432);
+  // stride 2: 16 -> 8.
+  EXPECT_EQ(conv_flops({{2, 16, 16, 16}, {16, 16, 3, 3}}, {2}, {1}, {1}, false), 2u * 2 * 64 * 2304);
+  // dilation 2, no padding: 10 -> (10 - 4 - 1) + 1 = 6 per dim.
+  EXPECT_EQ(conv_flops({{1, 1, 10, 10}, {1, 1, 3, 3}}, {1, 1}, {0, 0}, {2, 2}, false), 2u * 36 * 9);
+  // transposed, weight [Cin 8, Cout/g 4, 2, 2] over a 4x4 input.
+  EXPECT_EQ(conv_flops({{1, 8, 4, 4}, {8, 4, 2, 2}}, {2, 2}, {0, 0}, {1, 1}, true), 2u * 16 * 128);
+  // 1-D.
+  EXPECT_EQ(conv_flops({{1, 2, 10}, {3, 2, 3}}, {1}, {0}, {1}, false), 2u * 8 * 18);
+  EXPECT_EQ(conv_flops({{2, 3, 16, 16}}, {1}, {1}, {1}, false), 0u);  // no weight
 }
 
 std::string tiny_blocks() { return std::string(FEWSTEP_TEST_MODELS) + "/tiny-blocks"; }
@@ -163,6 +193,19 @@ TEST(Profile, BlockUnetTraceAndStages) {
   for (const StageRow& s : r.stages) by[s.name] = s;
   EXPECT_DOUBLE_EQ(by["unet.input_blocks.0"].gflop, 4 * 2.0 * 16 * 16 * 16 * 3 * 9 * 1e-9);
   EXPECT_DOUBLE_EQ(by["unet.input_blocks.2"].gflop, 4 * 2.0 * 16 * 8 * 8 * 16 * 9 * 1e-9);
+  // Input block 1 at 16x16 (256 tokens), 16 channels, per row: ResBlock
+  // (two 3x3 convs 16 -> 16, time-embedding Linear 64 -> 16) and a
+  // transformer (self-attention q, k, v, o on 256 tokens; cross-attention q, o
+  // on 256 tokens and k, v from 16 text tokens of 32 channels; MLP 16 -> 32 ->
+  // 16; attention 4·numel(q)·Lk for Lk = 256 and 16). Every line is 2·n·k·m.
+  const double block1 = 2 * (2.0 * 256 * 16 * 16 * 9)           // conv1, conv2
+                        + 2.0 * 64 * 16                         // emb
+                        + 4 * (2.0 * 256 * 16 * 16)             // attn1 q, k, v, o
+                        + 2 * (2.0 * 256 * 16 * 16)             // attn2 q, o
+                        + 2 * (2.0 * 16 * 32 * 16)              // attn2 k, v
+                        + 2 * (2.0 * 256 * 16 * 32)             // MLP
+                        + 4.0 * 256 * 16 * 256 + 4.0 * 256 * 16 * 16;  // attention
+  EXPECT_DOUBLE_EQ(by["unet.input_blocks.1"].gflop, 4 * block1 * 1e-9);
   // Attention, 4·numel(q)·Lk per call: three transformers at 16x16 with 16
   // channels (self: Lq = Lk = 256; cross: Lk = 16 text tokens) and four at
   // 8x8 with 32 channels (self: 64; cross: 16), times 4 rows.

@@ -135,6 +135,40 @@ TEST(SweepGaussian, SameNoisePerSeedAcrossCombinations) {
   fs::remove_all(o.out);
 }
 
+// unet_flops on a real UNet: every NFE is one CFG call of 2 rows, so a
+// row's FLOPs are NFE × (the 1-step DDIM row's FLOPs), whatever the sampler.
+TEST(SweepTinyUnet, UnetFlopsFollowTheModelCalls) {
+  SweepOptions o;
+  o.model = std::string(FEWSTEP_TEST_MODELS) + "/tiny-blocks";
+  if (!fs::exists(o.model)) GTEST_SKIP() << "test model missing: " << o.model;
+  o.prompts = {"a red apple"};
+  o.samplers = {"ddim", "heun"};
+  o.steps = {1, 2};
+  o.cfg_scale = 3.0;
+  o.width = o.height = 16;
+  o.reference = "ddim:4";
+  o.rt.threads = 1;
+  o.out = fresh_dir("tiny");
+  const SweepResult r = run_sweep(o);
+  ASSERT_EQ(r.rows.size(), 4u);
+  ASSERT_TRUE(r.rows[0].unet_flops.has_value());
+  const double one = *r.rows[0].unet_flops;  // ddim, 1 step: 1 call of 2 rows
+  EXPECT_EQ(r.rows[0].nfe, 1);
+  EXPECT_GT(one, 1e6);
+  for (const SweepRow& row : r.rows) {
+    ASSERT_TRUE(row.unet_flops.has_value()) << row.sampler;
+    EXPECT_DOUBLE_EQ(*row.unet_flops, double(row.nfe) * one) << row.sampler << " " << row.steps;
+  }
+  EXPECT_EQ(r.rows[3].nfe, 3);  // heun, 2 steps: 2 Heun evaluations + the final Euler one
+  const auto csv = read_csv(o.out / "results.csv");
+  ASSERT_EQ(csv.size(), 5u);
+  EXPECT_EQ(csv[0][6], "unet_flops");
+  char want[32];
+  std::snprintf(want, sizeof(want), "%.0f", one);
+  EXPECT_EQ(csv[1][6], want);
+  fs::remove_all(o.out);
+}
+
 SweepRow row(const std::string& sampler, int64_t steps, double nfe, double rmse, double wall) {
   SweepRow r;
   r.sampler = sampler;

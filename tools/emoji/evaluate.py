@@ -51,11 +51,13 @@ def main():
     ap.add_argument("--seeds", default="0,1,2,3")
     ap.add_argument("--baseline-draws", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
-    defaults = package_defaults()
-    ap.add_argument("--steps", type=int, default=defaults["steps"], help="default: the package's")
-    ap.add_argument("--cfg-scale", type=float, default=defaults["cfg_scale"], help="default: the package's")
+    ap.add_argument("--steps", type=int, default=None, help="default: the package's (model.json)")
+    ap.add_argument("--cfg-scale", type=float, default=None, help="default: the package's (model.json)")
     ap.add_argument("--out", default=os.path.join(PKG, "adherence.json"))
     args = ap.parse_args()
+    defaults = package_defaults()
+    args.steps = defaults["steps"] if args.steps is None else args.steps
+    args.cfg_scale = defaults["cfg_scale"] if args.cfg_scale is None else args.cfg_scale
     torch.set_num_threads(args.threads)
     d = np.load(os.path.join(ROOT, "data", "emoji_32.npz"))
     data = d["images"].reshape(len(d["images"]), -1).astype(np.float32)

@@ -62,7 +62,7 @@ def save_script(module, path):
     os.replace(tmp, path)
 
 
-def manifest(ck, steps_done, cfg_scale):
+def manifest(ck, steps_done, defaults):
     cfg = ck["config"]
     return {
         "format_version": 1,
@@ -91,7 +91,7 @@ def manifest(ck, steps_done, cfg_scale):
                          "hidden_size": cfg["d_text"]},
         "tokenizer": {"vocab": "tokenizer/vocab.json", "merges": "tokenizer/merges.txt"},
         "vae_decoder": None,
-        "defaults": {"sampler": "ddim", "steps": 8, "cfg_scale": cfg_scale,
+        "defaults": {"sampler": "ddim", "steps": defaults["steps"], "cfg_scale": defaults["cfg_scale"],
                      "width": cfg["res"], "height": cfg["res"]},
         "license": LICENSE,
         "attribution": ATTRIBUTION,
@@ -107,10 +107,13 @@ def main():
                     help="the package's default CFG scale (default: keep model.json's). Chosen by "
                          "the adherence figures and contact sheets at several scales (model card)")
     args = ap.parse_args()
-    cfg_scale = args.cfg_scale
-    if cfg_scale is None:
+    # Generation defaults: kept from the current model.json (first export: 8 steps, CFG 5).
+    defaults = {"steps": 8, "cfg_scale": 5.0}
+    if os.path.exists(os.path.join(PKG, "model.json")):
         with open(os.path.join(PKG, "model.json"), encoding="utf-8") as f:
-            cfg_scale = json.load(f)["defaults"]["cfg_scale"]
+            defaults.update({k: v for k, v in json.load(f)["defaults"].items() if k in defaults})
+    if args.cfg_scale is not None:
+        defaults["cfg_scale"] = args.cfg_scale
     found = checkpoint.newest(args.state, CKPT, PKG)
     if found is None:
         sys.exit("export.py: neither %s nor %s exists" % (args.state, CKPT))
@@ -145,7 +148,7 @@ def main():
     save_script(text, os.path.join(args.out, "text_encoder.pt"))
     tmp = os.path.join(args.out, "model.json.tmp")
     with open(tmp, "w") as f:
-        json.dump(manifest(ck, ck["step"], cfg_scale), f, indent=2)
+        json.dump(manifest(ck, ck["step"], defaults), f, indent=2)
     os.replace(tmp, os.path.join(args.out, "model.json"))
     # the fp16 files reload and, converted to fp32, still match
     u2 = torch.jit.load(os.path.join(args.out, "unet.pt")).float()

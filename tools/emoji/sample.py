@@ -99,12 +99,14 @@ def main():
     ap = argparse.ArgumentParser(description="emoji model contact sheet (DDIM, CFG)")
     ap.add_argument("--ckpt", default=CKPT)
     ap.add_argument("--out", default=os.path.join(PKG, "contact_sheet.png"))
-    defaults = package_defaults()
-    ap.add_argument("--steps", type=int, default=defaults["steps"], help="default: the package's")
-    ap.add_argument("--cfg-scale", type=float, default=defaults["cfg_scale"], help="default: the package's")
+    ap.add_argument("--steps", type=int, default=None, help="default: the package's (model.json)")
+    ap.add_argument("--cfg-scale", type=float, default=None, help="default: the package's (model.json)")
     ap.add_argument("--seeds", default="0,1,2,3")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    defaults = package_defaults()
+    args.steps = defaults["steps"] if args.steps is None else args.steps
+    args.cfg_scale = defaults["cfg_scale"] if args.cfg_scale is None else args.cfg_scale
     torch.set_num_threads(args.threads)
     model, tok, ck = load_ema(args.ckpt)
     with open(os.path.join(HERE, "eval_captions.json"), encoding="utf-8") as f:

@@ -10,8 +10,9 @@ Recipe:
   - AdamW, linear learning-rate warm-up (re-done after every resume because the
     optimiser state is not kept), gradient clipping at 1;
   - with --decay-min M and --stop-at, the learning rate falls linearly to a
-    tenth over the run's last M minutes ("warmup-stable-decay", Hu et al. 2024,
-    MiniCPM, sec. 4.1), so that every session ends on a decayed model; the next
+    tenth over the run's last M minutes (a linear variant of the
+    warmup-stable-decay schedule of Hu et al. 2024, MiniCPM, whose decay is
+    exponential), so that every session ends on a decayed model; the next
     session resumes at the full rate;
   - EMA with warm-up: decay = min(ema_max, (1 + n) / (10 + n)), n = steps taken;
   - classifier-free guidance dropout: 10% of captions replaced by "";
