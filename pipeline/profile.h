@@ -86,7 +86,7 @@ struct OpRow {
   double self_ms = 0;   ///< time not spent in nested operators
   double total_ms = 0;  ///< inclusive time
   double share = 0;     ///< self_ms over the device's summed self time, in [0, 1]
-  double gflop = 0;     ///< summed FLOP estimate / 1e9 (0 when not given)
+  double gflop = 0;     ///< summed FLOPs (op_flops, conv_flops) / 1e9; 0 for ops that are not counted
 };
 
 /// One row of the stage table.
