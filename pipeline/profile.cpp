@@ -100,11 +100,7 @@ std::vector<ProfiledEvent> convert(const std::vector<torch::autograd::profiler::
     if (k.hasShapes()) {
       const auto shapes = k.shapes();
       std::vector<std::vector<int64_t>> s(shapes.begin(), shapes.end());
-      if (e.name == "aten::convolution") {
-        e.flops = conv_flops_of(s, k);
-      } else {
-        e.flops = op_flops(e.name, s);
-      }
+      e.flops = e.name == "aten::convolution" ? conv_flops_of(s, k) : op_flops(e.name, s);
     }
     out.push_back(std::move(e));
   }
@@ -281,9 +277,7 @@ uint64_t attention_flops(const std::vector<std::vector<int64_t>>& shapes) {
       const std::vector<int64_t>& v = shapes[i + 2];
       if (v.size() != k.size() || !std::equal(k.begin(), k.end() - 1, v.begin())) continue;
     }
-    uint64_t numel_q = 1;
-    for (int64_t s : q) numel_q *= uint64_t(s);
-    return 4 * numel_q * uint64_t(std::max<int64_t>(0, k[k.size() - 2]));
+    return 4 * product(q.begin(), q.end()) * uint64_t(std::max<int64_t>(0, k[k.size() - 2]));
   }
   return 0;
 }
@@ -291,15 +285,21 @@ uint64_t attention_flops(const std::vector<std::vector<int64_t>>& shapes) {
 std::vector<StageRow> stage_table(const std::vector<ProfiledEvent>& events) {
   std::vector<StageRow> rows;
   std::map<std::string, size_t> index;
-  // Counted operator FLOPs per thread, by start time, for the ranges to sum.
+  // Counted operator FLOPs per thread, sorted by start time: each range sums
+  // the operators that start inside it (found by binary search).
   const std::vector<double> flops = counted_flops(events);
   std::map<uint64_t, std::vector<std::pair<const ProfiledEvent*, double>>> flop_ops;
   for (size_t i = 0; i < events.size(); ++i)
     if (flops[i] > 0) flop_ops[events[i].thread].push_back({&events[i], flops[i]});
+  for (auto& [thread, ops] : flop_ops)
+    std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.first->start_ns < b.first->start_ns; });
   auto flops_within = [&](const ProfiledEvent& range) {
+    const auto& ops = flop_ops[range.thread];
+    auto it = std::lower_bound(ops.begin(), ops.end(), range.start_ns,
+                               [](const auto& op, uint64_t t) { return op.first->start_ns < t; });
     double sum = 0;
-    for (const auto& [op, f] : flop_ops[range.thread])
-      if (op->start_ns >= range.start_ns && op->end_ns <= range.end_ns) sum += f;  // the range itself, too
+    for (; it != ops.end() && it->first->start_ns <= range.end_ns; ++it)
+      if (it->first->end_ns <= range.end_ns) sum += it->second;  // the range itself, too
     return sum;
   };
   auto is_stage = [](const ProfiledEvent& e) { return !e.on_device && !stage_of(e.name).empty(); };

@@ -245,18 +245,19 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress) {
   const int64_t total = int64_t(o.prompts.size() * o.seeds.size()) * per_seed;
   int64_t done = 0;
   const std::vector<int64_t> shape = pipe->sample_shape(base.width, base.height);
+  const int64_t fewest_steps = *std::min_element(o.steps.begin(), o.steps.end());
+  std::optional<double> flops_per_row;
   {
+    const Conditioning first = pipe->encode(o.prompts.front(), o.negative_prompt);
     // Warm-up, untimed: first calls allocate, load kernels and tune, which
     // would inflate the first row's wall_ms.
-    GenerateRequest r = request_for(o.samplers.front(), *std::min_element(o.steps.begin(), o.steps.end()), true);
+    GenerateRequest r = request_for(o.samplers.front(), fewest_steps, true);
     r.seed = o.seeds.front();
-    pipe->generate(pipe->encode(o.prompts.front(), o.negative_prompt), r);
+    pipe->generate(first, r);
+    // FLOPs per UNet batch row: they depend on the size and the model only (not on
+    // the prompt, the sampler or the steps), so one profiled call serves every row.
+    flops_per_row = unet_flops_per_row(*pipe, first, request_for(o.samplers.front(), fewest_steps, false));
   }
-  // FLOPs per UNet batch row: they depend on the size and the model only (not on
-  // the prompt, the sampler or the steps), so one profiled call serves every row.
-  const std::optional<double> flops_per_row = unet_flops_per_row(
-      *pipe, pipe->encode(o.prompts.front(), o.negative_prompt),
-      request_for(o.samplers.front(), *std::min_element(o.steps.begin(), o.steps.end()), false));
   std::vector<std::pair<std::filesystem::path, std::vector<uint8_t>>> outputs;
   for (size_t pi = 0; pi < o.prompts.size(); ++pi) {
     const std::string& prompt = o.prompts[pi];

@@ -43,15 +43,13 @@ int run(const Options& opt) {
     // Two input sets, rotated, so repeats do not replay one cached input.
     const std::vector<at::Tensor> xs = {at::randn(shape, on), at::randn(shape, on)};
     const at::Tensor t = at::full({opt.batch}, 500.0, on.dtype(at::kFloat));
+    const fewstep::Conditioning c = pipe->encode("a red apple", "");
     at::Tensor ctx;
-    if (pipe->conditional()) {
-      const fewstep::Conditioning c = pipe->encode("a red apple", "");
-      ctx = c.cond.expand({opt.batch, c.cond.size(1), c.cond.size(2)}).contiguous();
-    }
+    if (pipe->conditional()) ctx = c.cond.expand({opt.batch, c.cond.size(1), c.cond.size(2)}).contiguous();
     // FLOPs of one call: the profiled per-row count (pipeline/profile.h) times the rows.
     const fewstep::GenerateRequest one_step = pipe->request_with_defaults("ddim", 1, std::nullopt, w, h);
     const std::optional<double> per_row =
-        fewstep::unet_flops_per_row(*pipe, pipe->encode("a red apple", ""), one_step);
+        fewstep::unet_flops_per_row(*pipe, c, one_step);
     const double gflop = per_row ? *per_row * double(opt.batch) * 1e-9 : 0.0;
     at::NoGradGuard no_grad;
     fewstep::Model& unet = pipe->model();

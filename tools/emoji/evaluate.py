@@ -28,7 +28,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from sample import ddim, load_ema, package_defaults  # noqa: E402
+from sample import ddim, fill_package_defaults, load_ema  # noqa: E402
 from train import CKPT, PKG, ROOT  # noqa: E402
 
 STOP = {"a", "an", "the", "of", "with", "and", "in", "on", "at", "for", "to", "flag", "button",
@@ -55,9 +55,7 @@ def main():
     ap.add_argument("--cfg-scale", type=float, default=None, help="default: the package's (model.json)")
     ap.add_argument("--out", default=os.path.join(PKG, "adherence.json"))
     args = ap.parse_args()
-    defaults = package_defaults()
-    args.steps = defaults["steps"] if args.steps is None else args.steps
-    args.cfg_scale = defaults["cfg_scale"] if args.cfg_scale is None else args.cfg_scale
+    fill_package_defaults(args)
     torch.set_num_threads(args.threads)
     d = np.load(os.path.join(ROOT, "data", "emoji_32.npz"))
     data = d["images"].reshape(len(d["images"]), -1).astype(np.float32)

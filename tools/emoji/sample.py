@@ -48,6 +48,13 @@ def package_defaults():
         return json.load(f)["defaults"]
 
 
+def fill_package_defaults(args):
+    """Sets args.steps / args.cfg_scale from the package defaults where the command line left them None."""
+    defaults = package_defaults()
+    args.steps = defaults["steps"] if args.steps is None else args.steps
+    args.cfg_scale = defaults["cfg_scale"] if args.cfg_scale is None else args.cfg_scale
+
+
 def trailing_timesteps(steps, n=1000):
     return [int(round(n - i * n / steps)) - 1 for i in range(steps)]
 
@@ -104,9 +111,7 @@ def main():
     ap.add_argument("--seeds", default="0,1,2,3")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    defaults = package_defaults()
-    args.steps = defaults["steps"] if args.steps is None else args.steps
-    args.cfg_scale = defaults["cfg_scale"] if args.cfg_scale is None else args.cfg_scale
+    fill_package_defaults(args)
     torch.set_num_threads(args.threads)
     model, tok, ck = load_ema(args.ckpt)
     with open(os.path.join(HERE, "eval_captions.json"), encoding="utf-8") as f:
