@@ -5,8 +5,11 @@
 
 namespace fewstep {
 
-StepNoise::StepNoise(std::vector<int64_t> shape, uint64_t seed, at::ScalarType dtype)
-    : shape_(std::move(shape)), gen_(at::make_generator<at::CPUGeneratorImpl>(seed)), dtype_(dtype) {}
+StepNoise::StepNoise(std::vector<int64_t> shape, uint64_t seed, at::ScalarType dtype, int64_t skip)
+    : shape_(std::move(shape)), gen_(at::make_generator<at::CPUGeneratorImpl>(seed)), dtype_(dtype) {
+  if (skip < 0) throw SamplerError("StepNoise: negative skip");
+  for (int64_t k = 0; k < skip; ++k) (void)at::randn(shape_, gen_, at::TensorOptions().dtype(at::kFloat));
+}
 
 const at::Tensor& StepNoise::at_step(int64_t i) {
   if (i < 0) throw SamplerError("StepNoise: negative step index");

@@ -53,7 +53,9 @@ at::Tensor sample(const SamplerInfo& info, const Schedule& schedule, Denoiser& d
     throw SamplerError("sampler math runs in float32 or float64; the initial noise has another dtype");
   if (schedule.steps() < 1) throw SamplerError("schedule has no steps");
   if (!info.run) throw SamplerError("sampler '" + info.name + "' has no implementation");
-  StepNoise noise(unit_noise.sizes().vec(), seed, dtype);
+  // The pipeline's unit noise is the first float32 draw of a generator seeded
+  // with `seed`: step noise continues that stream rather than repeating it.
+  StepNoise noise(unit_noise.sizes().vec(), seed, dtype, /*skip=*/1);
   SamplerContext ctx{schedule, denoiser, resolved, &noise, cb};
   const at::Tensor x = unit_noise * initial_noise_scale(schedule);
   const int64_t nfe0 = denoiser.nfe, rows0 = denoiser.rows;

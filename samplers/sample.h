@@ -31,7 +31,9 @@ struct SampleStats {
 /// Runs `info` over `schedule` from unit noise [B, C, H, W] (float32 or
 /// float64: that dtype is the sampler math dtype), scaled by
 /// initial_noise_scale. `resolved` must come from resolve_sampler_options.
-/// Stochastic steps draw from a StepNoise seeded with `seed` (same seed, same
+/// Stochastic steps draw from StepNoise(seed, skip 1): when unit_noise is the
+/// first float32 draw of a CPU generator seeded with `seed`, as the pipeline
+/// makes it, step noise continues that stream (same seed, same
 /// result). With `picard`, runs Picard iteration over info.step_rule.
 /// Returns the sample at the schedule's final point, in x = α·x0 + σ·ε units
 /// (x0 itself when the final sigma is 0). `cb` may be empty; `stats` may be null.

@@ -94,8 +94,12 @@ class Denoiser {
 /// any device and Picard can draw all of it up front.
 class StepNoise {
  public:
-  /// shape: the sample's shape; seed: the generator's seed.
-  StepNoise(std::vector<int64_t> shape, uint64_t seed, at::ScalarType dtype = at::kFloat);
+  /// shape: the sample's shape; seed: the generator's seed; skip: float32
+  /// draws of `shape` discarded first. With skip = 1 the step noise continues
+  /// the stream whose first draw was the initial noise (the pipeline's case),
+  /// as diffusers does with one torch.Generator, instead of repeating it.
+  StepNoise(std::vector<int64_t> shape, uint64_t seed, at::ScalarType dtype = at::kFloat,
+            int64_t skip = 0);
   /// Noise for step i (draws steps up to i on first use). [shape] on CPU.
   const at::Tensor& at_step(int64_t i);
 

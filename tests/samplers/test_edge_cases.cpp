@@ -187,5 +187,39 @@ TEST(EdgeCases, LowerOrderFinalBelowFifteenSteps) {
   EXPECT_TRUE(finite(run3(4, "true")) && finite(run3(4, "false")));
 }
 
+// A stochastic step must not reuse the initial noise. When both came from
+// generators with the same seed, Euler ancestral's first step added
+// sigma_up·z with z equal to the initial noise, so its noise summed in
+// amplitude (sigma_down + sigma_up) instead of in quadrature.
+TEST(EdgeCases, StepNoiseContinuesTheInitialNoiseStream) {
+  struct ZeroData : Denoiser {  // x0 = 0, so x_t = sigma_t·eps
+    DenoiserOutput operator()(const at::Tensor& x, const NoiseLevels& l) override {
+      ++nfe;
+      return {at::zeros_like(x), x / l.sigma.to(x.scalar_type()).view({-1, 1, 1, 1})};
+    }
+  } den;
+  auto model = make_analytic_model("analytic:gaussian:shape=3x4x4");
+  const SamplerInfo& info = find_sampler("euler_ancestral");
+  const SamplerOptions res = resolve_sampler_options(info, {});
+  const Schedule sc = make_schedule(model->scheduler_config(), info, 4, res);
+  const uint64_t seed = 1234;
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  const at::Tensor first = at::randn({1, 3, 4, 4}, g, f32), second = at::randn({1, 3, 4, 4}, g, f32);
+  at::Tensor x1;
+  sample(info, sc, den, first, res, seed, [&](int64_t i, int64_t, const at::Tensor& x) { if (i == 0) x1 = x.clone(); },
+         {}, nullptr);
+  // Ancestral split (Ho et al. 2020, Eq. 7, in k = sigma/alpha units, eta 1):
+  // k_up = k_s·sqrt(1 - (k_s/k_t)²), k_down = sqrt(k_s² - k_up²), x_s = alpha_s·(k_down/k_t)·z_t + sigma_up·z.
+  const double a_t = sc.alphas[0].item<double>(), s_t = sc.sigmas[0].item<double>();
+  const double a_s = sc.alphas[1].item<double>(), s_s = sc.sigmas[1].item<double>();
+  const double k_t = s_t / a_t, k_s = s_s / a_s;
+  const double k_up = k_s * std::sqrt(1 - (k_s / k_t) * (k_s / k_t)), k_down = std::sqrt(k_s * k_s - k_up * k_up);
+  const at::Tensor x_start = first.to(at::kDouble) * initial_noise_scale(sc);
+  const at::Tensor want = a_s * (k_down / k_t) * (x_start / a_t) + a_s * k_up * second.to(at::kDouble);
+  ASSERT_GT(k_up, 0.1);
+  EXPECT_LT((x1.to(at::kDouble) - want).abs().max().item<double>(), 1e-5);
+}
+
 }  // namespace
 }  // namespace fewstep

@@ -2,8 +2,9 @@
 """Prompt-adherence metrics of the emoji model (fewstep issue 4).
 
 For every caption of eval_captions.json's "train" (50) and "heldout" (20)
-lists, the model draws one image per seed (DDIM with the package defaults'
-steps and CFG scale from model.json, unless --steps / --cfg-scale say otherwise). Each image's nearest neighbour in pixel space (L2 over the
+lists, the model draws one image per seed (the package defaults' sampler,
+steps and CFG scale from model.json, unless --sampler / --steps / --cfg-scale
+say otherwise; sample.generate). Each image's nearest neighbour in pixel space (L2 over the
 32x32x3 uint8 values) is looked up among all 3,635 dataset images (the
 training images plus the 20 held-out ones, so that a held-out caption can be
 matched at all). Two rates are reported:
@@ -28,7 +29,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from sample import ddim, fill_package_defaults, load_ema  # noqa: E402
+from sample import SAMPLERS, fill_package_defaults, generate, load_ema  # noqa: E402
 from train import CKPT, PKG, ROOT  # noqa: E402
 
 STOP = {"a", "an", "the", "of", "with", "and", "in", "on", "at", "for", "to", "flag", "button",
@@ -51,6 +52,7 @@ def main():
     ap.add_argument("--seeds", default="0,1,2,3")
     ap.add_argument("--baseline-draws", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sampler", choices=SAMPLERS, default=None, help="default: the package's (model.json)")
     ap.add_argument("--steps", type=int, default=None, help="default: the package's (model.json)")
     ap.add_argument("--cfg-scale", type=float, default=None, help="default: the package's (model.json)")
     ap.add_argument("--out", default=os.path.join(PKG, "adherence.json"))
@@ -65,10 +67,12 @@ def main():
     model, tok, ck = load_ema(args.ckpt)
     seeds = [int(s) for s in args.seeds.split(",")]
     rng = np.random.default_rng(0)
-    result = {"step": ck["step"], "seeds": seeds, "steps": args.steps, "cfg_scale": args.cfg_scale}
+    result = {"step": ck["step"], "seeds": seeds, "sampler": args.sampler, "steps": args.steps,
+              "cfg_scale": args.cfg_scale}
     for name in ("train", "heldout"):
         prompts = [p for p in sets[name] for _ in seeds]
-        imgs = ddim(model, tok, prompts, [s for _ in sets[name] for s in seeds], args.steps, args.cfg_scale)
+        imgs = generate(model, tok, prompts, [s for _ in sets[name] for s in seeds], args.sampler, args.steps,
+                        args.cfg_scale)
         flat = imgs.reshape(len(imgs), -1).astype(np.float32)
         dist = (flat ** 2).sum(1)[:, None] - 2 * flat @ data.T + (data ** 2).sum(1)[None]
         nn = [caps[i] for i in dist.argmin(1)]
@@ -80,7 +84,8 @@ def main():
                         "examples": dict(list(zip(prompts, nn))[:: len(seeds)][:10])}
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(result, f, ensure_ascii=False, indent=1)
-    print("step %d, %d seeds per caption, DDIM %d steps, CFG %g" % (ck["step"], len(seeds), args.steps, args.cfg_scale))
+    print("step %d, %d seeds per caption, %s %d steps, CFG %g" % (ck["step"], len(seeds), args.sampler, args.steps,
+                                                               args.cfg_scale))
     print("| captions | exact label | shared content word | chance exact | chance word |")
     print("| --- | --- | --- | --- | --- |")
     for name in ("train", "heldout"):

@@ -33,6 +33,7 @@ sys.path.insert(0, HERE)
 import bpe  # noqa: E402
 import checkpoint  # noqa: E402
 from model import EmojiModel  # noqa: E402
+from sample import SAMPLERS  # noqa: E402
 from train import CKPT, PKG, STATE  # noqa: E402
 
 LICENSE = ("Weights: Apache-2.0, trained on Noto Color Emoji artwork (Apache-2.0; font "
@@ -91,8 +92,8 @@ def manifest(ck, steps_done, defaults):
                          "hidden_size": cfg["d_text"]},
         "tokenizer": {"vocab": "tokenizer/vocab.json", "merges": "tokenizer/merges.txt"},
         "vae_decoder": None,
-        "defaults": {"sampler": "ddim", "steps": defaults["steps"], "cfg_scale": defaults["cfg_scale"],
-                     "width": cfg["res"], "height": cfg["res"]},
+        "defaults": {"sampler": defaults["sampler"], "steps": defaults["steps"],
+                     "cfg_scale": defaults["cfg_scale"], "width": cfg["res"], "height": cfg["res"]},
         "license": LICENSE,
         "attribution": ATTRIBUTION,
         "training": {"steps": steps_done, "batch": ck.get("batch"),
@@ -106,14 +107,20 @@ def main():
     ap.add_argument("--cfg-scale", type=float, default=None,
                     help="the package's default CFG scale (default: keep model.json's). Chosen by "
                          "the adherence figures and contact sheets at several scales (model card)")
+    ap.add_argument("--sampler", choices=SAMPLERS, default=None,
+                    help="the package's default sampler (default: keep model.json's); one that "
+                         "sample.py also runs, so that the contact sheet shows the defaults")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="the package's default step count (default: keep model.json's)")
     args = ap.parse_args()
-    # Generation defaults: kept from the current model.json (first export: 8 steps, CFG 5).
-    defaults = {"steps": 8, "cfg_scale": 5.0}
+    # Generation defaults: kept from the current model.json (first export: DDIM, 8 steps, CFG 5).
+    defaults = {"sampler": "ddim", "steps": 8, "cfg_scale": 5.0}
     if os.path.exists(os.path.join(PKG, "model.json")):
         with open(os.path.join(PKG, "model.json"), encoding="utf-8") as f:
             defaults.update({k: v for k, v in json.load(f)["defaults"].items() if k in defaults})
-    if args.cfg_scale is not None:
-        defaults["cfg_scale"] = args.cfg_scale
+    for key in ("sampler", "steps", "cfg_scale"):
+        if getattr(args, key) is not None:
+            defaults[key] = getattr(args, key)
     found = checkpoint.newest(args.state, CKPT, PKG)
     if found is None:
         sys.exit("export.py: neither %s nor %s exists" % (args.state, CKPT))
