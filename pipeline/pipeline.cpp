@@ -2,7 +2,6 @@
 #include "pipeline/pipeline.h"
 
 #include <ATen/Parallel.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <unistd.h>
@@ -191,8 +190,7 @@ GenerateResult Pipeline::generate(const Conditioning& cond, const GenerateReques
     noise = req.init_noise.to(sampler_dtype_);
   } else {
     // One CPU generator per image seed: the same seed gives the same noise on any device.
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(req.seed);
-    noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat)).to(sampler_dtype_);
+    noise = seeded_unit_noise(shape, req.seed).to(sampler_dtype_);
   }
 
   // The model callback: CFG batching of cond and uncond into one UNet call.
@@ -290,10 +288,15 @@ std::string format_parameters(const std::string& prompt, const std::string& nega
     }
   }
   s << ", CFG scale: " << req.cfg_scale;
-  if (req.init_noise.defined())
-    s << ", Initial noise: from file";
-  else
-    s << ", Seed: " << req.seed;
+  // With --init-noise the seed still drives a stochastic sampler's step noise.
+  bool step_noise = false;
+  try {
+    const SamplerInfo& info = find_sampler(req.sampler);
+    step_noise = draws_step_noise(info, resolve_sampler_options(info, req.sampler_options));
+  } catch (const SamplerError&) {
+  }
+  if (req.init_noise.defined()) s << ", Initial noise: from file";
+  if (!req.init_noise.defined() || step_noise) s << ", Seed: " << req.seed;
   s << ", Size: " << req.width << "x" << req.height << ", Model: " << model_name;
   if (req.timestep_spacing) s << ", Timestep spacing: " << *req.timestep_spacing;
   if (!other_options.empty()) s << ", Sampler options: " << other_options;

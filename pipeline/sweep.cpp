@@ -1,7 +1,6 @@
 // `fewstep sweep` (see sweep.h).
 #include "pipeline/sweep.h"
 
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
 #include <cmath>
@@ -264,8 +263,7 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress) {
     const Conditioning cond = pipe->encode(prompt, o.negative_prompt);
     for (uint64_t seed : o.seeds) {
       // One unit noise per (prompt, seed), shared by every combination.
-      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-      const at::Tensor noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+      const at::Tensor noise = seeded_unit_noise(shape, seed);
       ReferenceRun ref;
       if (exact) {
         ref = analytic_reference(*pipe, *exact, noise);

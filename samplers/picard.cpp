@@ -51,7 +51,7 @@ at::Tensor picard_sample(const SamplerInfo& info, SamplerContext& ctx, at::Tenso
   const int64_t window = std::min(picard.window, n);
   const int64_t max_rounds = picard.max_rounds > 0 ? picard.max_rounds : n;
   // Noise for stochastic steps is drawn once, up front, in step order.
-  if (ctx.noise && (info.stochastic || option_double(ctx.options, "eta", 0.0) > 0)) ctx.noise->at_step(n - 1);
+  if (ctx.noise && draws_step_noise(info, ctx.options)) ctx.noise->at_step(n - 1);
 
   std::vector<at::Tensor> xs(static_cast<size_t>(n + 1), x);  // xs[0] exact, the rest guesses
   // Whether xs[j] came from a cumulative sum (not the initial guess): a

@@ -1,7 +1,10 @@
 // Running a sampler; see sample.h.
 #include "samplers/sample.h"
 
+#include "samplers/options.h"
 #include "samplers/schedule.h"
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <cerrno>
 #include <cmath>
@@ -44,6 +47,17 @@ PicardOptions parse_picard(const std::string& spec) {
   return p;
 }
 
+at::Tensor seeded_unit_noise(const std::vector<int64_t>& shape, uint64_t seed) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+}
+
+bool draws_step_noise(const SamplerInfo& info, const SamplerOptions& resolved) {
+  for (const auto& o : info.options)
+    if (o.name == "eta") return option_double(resolved, "eta", info.stochastic ? 1.0 : 0.0) > 0;
+  return info.stochastic;
+}
+
 at::Tensor sample(const SamplerInfo& info, const Schedule& schedule, Denoiser& denoiser,
                   const at::Tensor& unit_noise, const SamplerOptions& resolved, uint64_t seed,
                   const StepCallback& cb, const std::optional<PicardOptions>& picard,
@@ -53,8 +67,8 @@ at::Tensor sample(const SamplerInfo& info, const Schedule& schedule, Denoiser& d
     throw SamplerError("sampler math runs in float32 or float64; the initial noise has another dtype");
   if (schedule.steps() < 1) throw SamplerError("schedule has no steps");
   if (!info.run) throw SamplerError("sampler '" + info.name + "' has no implementation");
-  // The pipeline's unit noise is the first float32 draw of a generator seeded
-  // with `seed`: step noise continues that stream rather than repeating it.
+  // The callers' unit noise is seeded_unit_noise(shape, seed), one float32
+  // draw: step noise continues that stream rather than repeating it.
   StepNoise noise(unit_noise.sizes().vec(), seed, dtype, /*skip=*/1);
   SamplerContext ctx{schedule, denoiser, resolved, &noise, cb};
   const at::Tensor x = unit_noise * initial_noise_scale(schedule);

@@ -154,6 +154,18 @@ TEST(Pipeline, ParametersTextFollowsTheFrontEndFormat) {
   EXPECT_EQ(format_parameters("p", "", r, "m"),
             "p\nSteps: 8, Sampler: euler, Schedule type: Exponential, CFG scale: 5, Initial noise: from file, "
             "Size: 32x32, Model: m, Parallel: picard window=4 tol=0.01 max_rounds=2");
+  // A stochastic sampler's step noise still comes from the seed: it is kept.
+  r.picard.reset();
+  r.sampler_options.clear();
+  r.sampler = "euler_a";
+  EXPECT_EQ(format_parameters("p", "", r, "m"),
+            "p\nSteps: 8, Sampler: euler_ancestral, CFG scale: 5, Initial noise: from file, Seed: 42, "
+            "Size: 32x32, Model: m");
+  r.sampler_options = {{"eta", "0"}};  // deterministic: the seed plays no part
+  EXPECT_EQ(format_parameters("p", "", r, "m").find("Seed"), std::string::npos);
+  r.sampler = "ddim";
+  r.sampler_options = {{"eta", "0.5"}};
+  EXPECT_NE(format_parameters("p", "", r, "m").find("Initial noise: from file, Seed: 42"), std::string::npos);
 }
 
 TEST(Image, Rgb8MapsMinusOneToZeroAndOneTo255) {

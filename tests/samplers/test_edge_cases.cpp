@@ -190,35 +190,50 @@ TEST(EdgeCases, LowerOrderFinalBelowFifteenSteps) {
 // A stochastic step must not reuse the initial noise. When both came from
 // generators with the same seed, Euler ancestral's first step added
 // sigma_up·z with z equal to the initial noise, so its noise summed in
-// amplitude (sigma_down + sigma_up) instead of in quadrature.
+// amplitude (sigma_down + sigma_up) instead of in quadrature. Euler ancestral
+// with eta 1 on a VP path is DDPM's posterior step (Ho et al. 2020, Eq. 6-7):
+//   x_s = sqrt(ab_s)·b/(1-ab_t)·x0 + sqrt(a)·(1-ab_s)/(1-ab_t)·x_t + sqrt(b·(1-ab_s)/(1-ab_t))·z,
+// a = ab_t/ab_s, b = 1 - a; z must be the seed's second draw at step 0 and
+// its third at step 1, for float32 and float64 sampler math alike.
 TEST(EdgeCases, StepNoiseContinuesTheInitialNoiseStream) {
-  struct ZeroData : Denoiser {  // x0 = 0, so x_t = sigma_t·eps
+  struct ConstantData : Denoiser {  // x0 = 0.3 everywhere
     DenoiserOutput operator()(const at::Tensor& x, const NoiseLevels& l) override {
       ++nfe;
-      return {at::zeros_like(x), x / l.sigma.to(x.scalar_type()).view({-1, 1, 1, 1})};
+      const at::Tensor x0 = at::full_like(x, 0.3);
+      const at::Tensor a = l.alpha.to(x.scalar_type()).view({-1, 1, 1, 1});
+      const at::Tensor s = l.sigma.to(x.scalar_type()).view({-1, 1, 1, 1});
+      return {x0, (x - a * x0) / s};
     }
-  } den;
+  };
   auto model = make_analytic_model("analytic:gaussian:shape=3x4x4");
   const SamplerInfo& info = find_sampler("euler_ancestral");
   const SamplerOptions res = resolve_sampler_options(info, {});
   const Schedule sc = make_schedule(model->scheduler_config(), info, 4, res);
   const uint64_t seed = 1234;
-  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);
-  const auto f32 = at::TensorOptions().dtype(at::kFloat);
-  const at::Tensor first = at::randn({1, 3, 4, 4}, g, f32), second = at::randn({1, 3, 4, 4}, g, f32);
-  at::Tensor x1;
-  sample(info, sc, den, first, res, seed, [&](int64_t i, int64_t, const at::Tensor& x) { if (i == 0) x1 = x.clone(); },
-         {}, nullptr);
-  // Ancestral split (Ho et al. 2020, Eq. 7, in k = sigma/alpha units, eta 1):
-  // k_up = k_s·sqrt(1 - (k_s/k_t)²), k_down = sqrt(k_s² - k_up²), x_s = alpha_s·(k_down/k_t)·z_t + sigma_up·z.
-  const double a_t = sc.alphas[0].item<double>(), s_t = sc.sigmas[0].item<double>();
-  const double a_s = sc.alphas[1].item<double>(), s_s = sc.sigmas[1].item<double>();
-  const double k_t = s_t / a_t, k_s = s_s / a_s;
-  const double k_up = k_s * std::sqrt(1 - (k_s / k_t) * (k_s / k_t)), k_down = std::sqrt(k_s * k_s - k_up * k_up);
-  const at::Tensor x_start = first.to(at::kDouble) * initial_noise_scale(sc);
-  const at::Tensor want = a_s * (k_down / k_t) * (x_start / a_t) + a_s * k_up * second.to(at::kDouble);
-  ASSERT_GT(k_up, 0.1);
-  EXPECT_LT((x1.to(at::kDouble) - want).abs().max().item<double>(), 1e-5);
+  const std::vector<int64_t> shape = {1, 3, 4, 4};
+  for (const at::ScalarType dtype : {at::kFloat, at::kDouble}) {
+    at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);
+    const at::Tensor first = at::randn(shape, g, at::TensorOptions().dtype(at::kFloat));
+    ASSERT_TRUE(at::equal(first, seeded_unit_noise(shape, seed)));
+    const auto opts = at::TensorOptions().dtype(dtype);
+    const at::Tensor z0 = at::randn(shape, g, opts).to(at::kDouble), z1 = at::randn(shape, g, opts).to(at::kDouble);
+    std::vector<at::Tensor> xs;
+    ConstantData den;
+    sample(info, sc, den, first.to(dtype), res, seed,
+           [&](int64_t, int64_t, const at::Tensor& x) { xs.push_back(x.to(at::kDouble)); }, {}, nullptr);
+    auto posterior = [&](int64_t i, const at::Tensor& x_t, const at::Tensor& z) {
+      const double ab_t = std::pow(sc.alphas[i].item<double>(), 2), ab_s = std::pow(sc.alphas[i + 1].item<double>(), 2);
+      const double a = ab_t / ab_s, b = 1 - a;
+      const double sigma_up = std::sqrt(b * (1 - ab_s) / (1 - ab_t));
+      EXPECT_GT(sigma_up, 0.1);  // the step noise is a large part of x_s
+      return std::sqrt(ab_s) * b / (1 - ab_t) * 0.3 + std::sqrt(a) * (1 - ab_s) / (1 - ab_t) * x_t + sigma_up * z;
+    };
+    const at::Tensor x_start = first.to(at::kDouble) * initial_noise_scale(sc);
+    const at::Tensor want0 = posterior(0, x_start, z0), want1 = posterior(1, xs.at(0), z1);
+    const double tol = dtype == at::kFloat ? 1e-5 : 1e-12;
+    EXPECT_LT((xs.at(0) - want0).abs().max().item<double>(), tol) << dtype;
+    EXPECT_LT((xs.at(1) - want1).abs().max().item<double>(), tol) << dtype;
+  }
 }
 
 }  // namespace
