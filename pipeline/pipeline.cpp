@@ -270,9 +270,14 @@ std::string format_parameters(const std::string& prompt, const std::string& nega
   std::ostringstream s;
   s << prompt << "\n";
   if (!negative_prompt.empty()) s << "Negative prompt: " << negative_prompt << "\n";
+  // The resolved name, and whether the seed drives step noise even with
+  // --init-noise (a stochastic sampler); an unknown name is written as given.
   std::string sampler = req.sampler;
+  bool step_noise = false;
   try {
-    sampler = find_sampler(req.sampler).name;
+    const SamplerInfo& info = find_sampler(req.sampler);
+    sampler = info.name;
+    step_noise = draws_step_noise(info, resolve_sampler_options(info, req.sampler_options));
   } catch (const SamplerError&) {
   }
   s << "Steps: " << req.steps << ", Sampler: " << sampler;
@@ -288,13 +293,6 @@ std::string format_parameters(const std::string& prompt, const std::string& nega
     }
   }
   s << ", CFG scale: " << req.cfg_scale;
-  // With --init-noise the seed still drives a stochastic sampler's step noise.
-  bool step_noise = false;
-  try {
-    const SamplerInfo& info = find_sampler(req.sampler);
-    step_noise = draws_step_noise(info, resolve_sampler_options(info, req.sampler_options));
-  } catch (const SamplerError&) {
-  }
   if (req.init_noise.defined()) s << ", Initial noise: from file";
   if (!req.init_noise.defined() || step_noise) s << ", Seed: " << req.seed;
   s << ", Size: " << req.width << "x" << req.height << ", Model: " << model_name;

@@ -1,7 +1,6 @@
 // `fewstep sweep` (see sweep.h).
 #include "pipeline/sweep.h"
 
-
 #include <algorithm>
 #include <cmath>
 #include <map>
