@@ -30,18 +30,16 @@ carry="$root/third_party_carry"
 [ -d "$carry/stb" ] || echo "warning: $carry/stb missing (run bench/prepare_device_carry.sh here first)"
 
 # Configure: the whole project (tests on, then off), else kernels only.
-# device_shims.cmake defines nlohmann_json's target from the carried headers.
 cfg() {  # cfg SOURCE BUILD LOG EXTRA...
   local src=$1 dir=$2 log=$3; shift 3
   timeout 90 cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_CUDA_ARCHITECTURES="80;90" \
     -DFEWSTEP_THIRD_PARTY="$carry" "$@" > "$out/$log" 2>&1
 }
-shim="-DCMAKE_PROJECT_INCLUDE=$root/bench/device_shims.cmake"
 full=1 tests_build="$build"
-if ! cfg "$root" "$build" configure.log -DFEWSTEP_BENCH=ON -DFEWSTEP_TESTS=ON "$shim"; then
+if ! cfg "$root" "$build" configure.log -DFEWSTEP_BENCH=ON -DFEWSTEP_TESTS=ON; then
   echo "full configure with tests failed: $(grep -m1 -A2 'CMake Error' "$out/configure.log" | tr '\n' ' ')"
   rm -rf "$build"
-  if cfg "$root" "$build" configure_notests.log -DFEWSTEP_BENCH=ON -DFEWSTEP_TESTS=OFF "$shim"; then
+  if cfg "$root" "$build" configure_notests.log -DFEWSTEP_BENCH=ON -DFEWSTEP_TESTS=OFF; then
     # CUDA tests from the kernels-only device build, in parallel with the main build.
     tests_build=/tmp/fewstep_bench_build_kernels
     (cfg "$root/kernels/device" "$tests_build" configure_kernels.log &&

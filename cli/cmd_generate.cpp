@@ -2,13 +2,16 @@
 #include <nlohmann/json.hpp>
 
 #include <cctype>
-#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
 
 #include "cli/common.h"
-#include "pipeline/image_io.h"
+#include "common/parse.h"
+#include "image/png.h"
+#include "io/files.h"
+#include "pipeline/parameters.h"
+#include "pipeline/tensor_io.h"
 #include "pipeline/model_source.h"
 #include "samplers/registry.h"
 
@@ -16,18 +19,10 @@ namespace fewstep::cli {
 namespace {
 
 struct GenerateOptions {
-  std::string model;
-  std::string prompt, negative_prompt;
-  std::string sampler;
-  // Unset optionals take the model's defaults.
-  std::optional<int64_t> steps, width, height;
-  std::optional<double> cfg_scale;
+  SharedFlags f;
   std::string seed = "-1";
   int64_t batch_count = 1;
-  std::string timestep_spacing;
-  std::vector<std::string> sampler_options;
   std::string parallel;
-  RuntimeOptions rt;
   std::string init_noise, save_latents, stats_json, out;
   bool overwrite = false, quiet = false;
   int64_t upscale = 1;
@@ -37,13 +32,11 @@ struct GenerateOptions {
 /// --seed: "-1" (random) or an integer in [0, 2^64 - 1]; anything else is refused
 /// rather than clamped, so that two different seeds never give one image.
 uint64_t parse_seed(const std::string& text) {
-  if (text == "-1") return random_seed();
-  uint64_t v = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, v);
-  if (text.empty() || ec != std::errc() || ptr != end)
+  if (trim(text) == "-1") return random_seed();
+  const auto v = parse_unsigned(text);
+  if (!v)
     throw std::invalid_argument("--seed: '" + text + "' is not -1 (random) or an integer from 0 to 18446744073709551615");
-  return v;
+  return *v;
 }
 
 /// Where image `seed` goes: --out as given (".png" added when it has no
@@ -64,7 +57,9 @@ std::filesystem::path output_path(const GenerateOptions& o, uint64_t seed) {
 
 int run_generate(GenerateOptions& o) {
   // Everything that can be checked without the model is checked first.
-  const SamplerOptions sampler_opts = parse_sampler_options(o.sampler_options);
+  const SharedFlags& f = o.f;
+  const SamplerOptions sampler_opts = parse_sampler_options(f.sampler_options);
+  const std::optional<int64_t> steps = single_steps(f);
   std::optional<PicardOptions> picard;
   if (!o.parallel.empty()) picard = parse_picard(o.parallel);
   if (o.batch_count < 1) throw std::invalid_argument("--batch-count: must be at least 1");
@@ -80,23 +75,23 @@ int run_generate(GenerateOptions& o) {
   at::Tensor init_noise;
   if (!o.init_noise.empty()) init_noise = read_npy_float32(o.init_noise);
 
-  const std::string model = o.model.empty() ? default_model_dir() : o.model;
-  auto pipe = Pipeline::load(model, o.rt);
+  const std::string model = f.model.empty() ? default_model_dir() : f.model;
+  auto pipe = Pipeline::load(model, f.rt);
   const ModelManifest& m = pipe->manifest();
 
-  GenerateRequest req = pipe->request_with_defaults(o.sampler, o.steps, o.cfg_scale, o.width, o.height);
-  if (!o.timestep_spacing.empty()) req.timestep_spacing = o.timestep_spacing;
+  GenerateRequest req = pipe->request_with_defaults(f.sampler, steps, f.cfg_scale, f.width, f.height);
+  req.timestep_spacing = spacing_of(f);
   req.sampler_options = sampler_opts;
   req.picard = picard;
   pipe->check(req);
   req.sampler = find_sampler(req.sampler).name;  // aliases (diffusers class names) resolved for the records
   if (!pipe->conditional()) {
     // What had no effect is neither used nor recorded.
-    if (!o.prompt.empty() || !o.negative_prompt.empty() || o.cfg_scale)
+    if (!f.prompt.empty() || !f.negative_prompt.empty() || f.cfg_scale)
       std::cerr << "warning: " << m.name
                 << " is unconditional: --prompt, --negative-prompt and --cfg-scale are ignored\n";
-    o.prompt.clear();
-    o.negative_prompt.clear();
+    o.f.prompt.clear();
+    o.f.negative_prompt.clear();
     req.cfg_scale = 1.0;
   }
   if (init_noise.defined()) {
@@ -110,7 +105,7 @@ int run_generate(GenerateOptions& o) {
   }
 
   const auto t_enc = std::chrono::steady_clock::now();
-  Conditioning cond = pipe->encode(o.prompt, o.negative_prompt);
+  Conditioning cond = pipe->encode(f.prompt, f.negative_prompt);
   const double encode_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_enc).count();
 
@@ -125,8 +120,8 @@ int run_generate(GenerateOptions& o) {
     req.on_step = [&bar](int64_t i_step, int64_t, const at::Tensor&) { bar.update(i_step + 1); };
     GenerateResult r = pipe->generate(cond, req);
     bar.finish();
-    at::Tensor img = upscale_image(r.image, o.upscale, o.upscale_filter == "smooth");
-    pngs.push_back(encode_png(img, "parameters", format_parameters(o.prompt, o.negative_prompt, req, m.name)));
+    const Image img = upscale(r.image, static_cast<int>(o.upscale), o.upscale_filter == "smooth");
+    pngs.push_back(encode_png(img, "parameters", format_parameters(f.prompt, f.negative_prompt, req, m.name)));
     latents.push_back(r.latents);
     total.sampling_ms += r.stats.sampling_ms;
     total.decode_ms += r.stats.decode_ms;
@@ -166,22 +161,10 @@ int run_generate(GenerateOptions& o) {
 void register_generate_command(CLI::App& app) {
   auto o = std::make_shared<GenerateOptions>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate images from a text prompt");
-  cmd->add_option("--model,-m", o->model, "model package folder or analytic:<name> (default: the embedded model)");
-  cmd->add_option("--prompt,-p", o->prompt, "text prompt (empty = unconditional)");
-  cmd->add_option("--negative-prompt,-n", o->negative_prompt, "negative prompt (the CFG unconditional branch)");
-  cmd->add_option("--sampler", o->sampler, "sampler name or diffusers class name (see `fewstep samplers`)");
-  cmd->add_option("--steps", o->steps, "number of sampling steps (default: the model's)");
-  cmd->add_option("--cfg-scale", o->cfg_scale, "classifier-free guidance scale (1 = no guidance)");
+  add_shared_flags(*cmd, o->f, Axis::one);
   cmd->add_option("--seed,-s", o->seed, "random seed, 0 to 2^64-1; -1 = random (the default), printed");
-  cmd->add_option("--width,-W", o->width, "image width in pixels (default: the model's)");
-  cmd->add_option("--height,-H", o->height, "image height in pixels (default: the model's)");
   cmd->add_option("--batch-count,-b", o->batch_count, "images to make, with seeds seed, seed+1, ...");
-  cmd->add_option("--timestep-spacing", o->timestep_spacing, "leading, trailing or linspace (overrides the model)");
-  cmd->add_option("--sampler-option", o->sampler_options, "sampler option key=value (repeatable)")
-      ->allow_extra_args(false)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--parallel", o->parallel, "Picard-parallel sampling: picard:window=P,tol=T[,max_rounds=R]");
-  add_runtime_flags(*cmd, o->rt);
   cmd->add_option("--init-noise", o->init_noise, "unit-variance noise .npy, float32 [N, C, h, w]");
   cmd->add_option("--save-latents", o->save_latents, "write the final samples as .npy [N, C, h, w]");
   cmd->add_option("--stats-json", o->stats_json, "write timings and model-call counts as JSON");

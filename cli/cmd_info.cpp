@@ -2,7 +2,9 @@
 #include <iostream>
 
 #include "cli/common.h"
-#include "pipeline/image_io.h"
+#include "image/png.h"
+#include "io/files.h"
+#include "pipeline/tensor_io.h"
 #include "pipeline/model_source.h"
 
 namespace fewstep::cli {

@@ -3,19 +3,15 @@
 #include <iostream>
 
 #include "cli/common.h"
-#include "pipeline/sweep.h"
+#include "eval/sweep.h"
 
 namespace fewstep::cli {
 namespace {
 
 struct SweepCliOptions {
-  std::string model, prompt, prompts_file, negative_prompt;
-  std::string samplers, steps, seeds = "0";
-  std::optional<double> cfg_scale;
-  std::optional<int64_t> width, height;
-  std::string timestep_spacing, parallel, reference, out;
-  std::vector<std::string> sampler_options;
-  RuntimeOptions rt;
+  SharedFlags f;
+  std::string prompts_file, seeds = "0";
+  std::string parallel, reference, out;
   bool quiet = false;
 };
 
@@ -32,27 +28,28 @@ std::vector<std::string> read_prompts(const std::string& file) {
 }
 
 void run_sweep_command(const SweepCliOptions& c) {
+  const SharedFlags& f = c.f;
   SweepOptions o;
-  o.model = c.model;
-  if (!c.prompts_file.empty() && !c.prompt.empty())
+  o.model = f.model;
+  if (!c.prompts_file.empty() && !f.prompt.empty())
     throw std::invalid_argument("--prompt and --prompts: give one or the other");
-  o.prompts = c.prompts_file.empty() ? std::vector<std::string>{c.prompt} : read_prompts(c.prompts_file);
-  o.negative_prompt = c.negative_prompt;
-  o.samplers = parse_list("--samplers", c.samplers);
-  o.steps = parse_int_list("--steps", c.steps);
+  o.prompts = c.prompts_file.empty() ? std::vector<std::string>{f.prompt} : read_prompts(c.prompts_file);
+  o.negative_prompt = f.negative_prompt;
+  o.samplers = parse_list("--samplers", f.sampler);
+  o.steps = parse_int_list("--steps", f.steps);
   o.seeds.clear();
   for (int64_t s : parse_int_list("--seeds", c.seeds)) {
     if (s < 0) throw std::invalid_argument("--seeds: must be non-negative, got " + std::to_string(s));
     o.seeds.push_back(static_cast<uint64_t>(s));
   }
-  o.cfg_scale = c.cfg_scale;
-  o.width = c.width;
-  o.height = c.height;
-  if (!c.timestep_spacing.empty()) o.timestep_spacing = c.timestep_spacing;
-  o.sampler_options = parse_sampler_options(c.sampler_options);
+  o.cfg_scale = f.cfg_scale;
+  o.width = f.width;
+  o.height = f.height;
+  o.timestep_spacing = spacing_of(f);
+  o.sampler_options = parse_sampler_options(f.sampler_options);
   if (!c.parallel.empty()) o.picard = parse_picard(c.parallel);
   o.reference = c.reference;
-  o.rt = c.rt;
+  o.rt = f.rt;
   o.out = c.out;
   SweepResult r;
   cleaning_new_folder_on_error(o.out, [&] {
@@ -72,25 +69,12 @@ void run_sweep_command(const SweepCliOptions& c) {
 void register_sweep_command(CLI::App& app) {
   auto o = std::make_shared<SweepCliOptions>();
   CLI::App* cmd = app.add_subcommand("sweep", "Quality against cost: samplers x steps x seeds vs a reference");
-  cmd->add_option("--model,-m", o->model, "model package folder or analytic:<name> (default: the embedded model)");
-  cmd->add_option("--prompt,-p", o->prompt, "text prompt (empty = unconditional)");
+  add_shared_flags(*cmd, o->f, Axis::list);
   cmd->add_option("--prompts", o->prompts_file, "file with one prompt per line (instead of --prompt)");
-  cmd->add_option("--negative-prompt,-n", o->negative_prompt, "negative prompt (the CFG unconditional branch)");
-  cmd->add_option("--samplers", o->samplers, "comma-separated sampler names (see `fewstep samplers`)")->required();
-  cmd->add_option("--steps", o->steps, "comma-separated step counts, e.g. 1,2,4,8,16,32")->required();
   cmd->add_option("--seeds", o->seeds, "comma-separated seeds")->capture_default_str();
-  cmd->add_option("--cfg-scale", o->cfg_scale, "classifier-free guidance scale (default: the model's)");
-  cmd->add_option("--width,-W", o->width, "image width in pixels (default: the model's)");
-  cmd->add_option("--height,-H", o->height, "image height in pixels (default: the model's)");
-  cmd->add_option("--timestep-spacing", o->timestep_spacing, "leading, trailing or linspace (every run)");
-  cmd->add_option("--sampler-option", o->sampler_options,
-                  "sampler option key=value, given to the samplers that have it (repeatable)")
-      ->allow_extra_args(false)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--parallel", o->parallel, "Picard-parallel sampling for the swept runs: picard:window=P,tol=T");
   cmd->add_option("--reference", o->reference,
                   "SAMPLER:STEPS (default: the exact solution for analytic models, else unipc:250)");
-  add_runtime_flags(*cmd, o->rt);
   cmd->add_option("--out,-o", o->out, "output folder (created; its sweep files are replaced)")->required();
   cmd->add_flag("--quiet,-q", o->quiet, "print nothing but errors");
   cmd->callback([o] { run_sweep_command(*o); });

@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "pipeline/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace fewstep::cli {
 

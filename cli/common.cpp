@@ -1,6 +1,8 @@
 // Shared CLI pieces (see common.h).
 #include "cli/common.h"
 
+#include "common/parse.h"
+
 #include <unistd.h>
 
 #include <chrono>
@@ -15,6 +17,30 @@ double now_s() {
 }
 }  // namespace
 
+void add_shared_flags(CLI::App& cmd, SharedFlags& f, Axis axis) {
+  const bool list = axis == Axis::list;
+  cmd.add_option("--model,-m", f.model, "model package folder or analytic:<name> (default: the embedded model)");
+  cmd.add_option("--prompt,-p", f.prompt, "text prompt (empty = unconditional)");
+  cmd.add_option("--negative-prompt,-n", f.negative_prompt, "negative prompt (the CFG unconditional branch)");
+  if (list) {
+    cmd.add_option("--samplers", f.sampler, "comma-separated sampler names (see `fewstep samplers`)")->required();
+    cmd.add_option("--steps", f.steps, "comma-separated step counts, e.g. 1,2,4,8,16,32")->required();
+  } else {
+    cmd.add_option("--sampler", f.sampler, "sampler name or diffusers class name (default: the model's; see `fewstep samplers`)");
+    cmd.add_option("--steps", f.steps, "number of sampling steps (default: the model's)");
+  }
+  cmd.add_option("--cfg-scale", f.cfg_scale, "classifier-free guidance scale, 1 = no guidance (default: the model's)");
+  cmd.add_option("--width,-W", f.width, "image width in pixels (default: the model's)");
+  cmd.add_option("--height,-H", f.height, "image height in pixels (default: the model's)");
+  cmd.add_option("--timestep-spacing", f.timestep_spacing, "leading, trailing or linspace (default: the model's)");
+  cmd.add_option("--sampler-option", f.sampler_options,
+                 list ? "sampler option key=value, given to the samplers that have it (repeatable)"
+                      : "sampler option key=value (repeatable)")
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  add_runtime_flags(cmd, f.rt);
+}
+
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt) {
   cmd.add_option("--device", rt.device, "cpu or cuda[:N]")->capture_default_str();
   cmd.add_option("--dtype", rt.dtype, "model dtype: fp32, fp16 or bf16 (CUDA), fp64 (analytic models)")
@@ -25,6 +51,18 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt) {
   cmd.add_option("--attention", rt.attention, "fused (fewstep's kernels) or native (LibTorch's)")
       ->capture_default_str()
       ->check(CLI::IsMember({"fused", "native"}));
+}
+
+std::optional<int64_t> single_steps(const SharedFlags& f) {
+  if (f.steps.empty()) return std::nullopt;
+  const auto v = parse_integer(f.steps);
+  if (!v) throw std::invalid_argument("--steps: '" + f.steps + "' is not an integer");
+  return v;
+}
+
+std::optional<std::string> spacing_of(const SharedFlags& f) {
+  if (f.timestep_spacing.empty()) return std::nullopt;
+  return f.timestep_spacing;
 }
 
 SamplerOptions parse_sampler_options(const std::vector<std::string>& items) {

@@ -8,15 +8,46 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "io/files.h"
 #include "pipeline/pipeline.h"
 
 namespace fewstep::cli {
 
+/// The flags that `generate`, `sweep` and `profile` share, declared once by
+/// add_shared_flags. Unset values take the model's defaults.
+struct SharedFlags {
+  std::string model;            ///< --model: package folder or analytic:<spec>; "" = the embedded model
+  std::string prompt;           ///< --prompt
+  std::string negative_prompt;  ///< --negative-prompt
+  std::string sampler;          ///< --sampler (sweep: --samplers, a comma list); "" = the model's
+  std::string steps;            ///< --steps (sweep: a comma list); "" = the model's
+  std::optional<double> cfg_scale;
+  std::optional<int64_t> width, height;       ///< pixels
+  std::string timestep_spacing;               ///< "" = the model's
+  std::vector<std::string> sampler_options;   ///< repeated key=value
+  RuntimeOptions rt;                          ///< --device, --dtype, --threads, --attention
+};
+
+/// Whether a command runs one setting (generate, profile) or sweeps lists
+/// of samplers and step counts (sweep).
+enum class Axis { one, list };
+
 /// --device, --dtype, --threads, --attention: bound to a RuntimeOptions.
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt);
+
+/// Declares the shared flags on `cmd`, bound to `f` (the runtime flags included).
+void add_shared_flags(CLI::App& cmd, SharedFlags& f, Axis axis);
+
+/// --steps as one count: nullopt when not given. Throws
+/// std::invalid_argument naming --steps when it is not an integer.
+std::optional<int64_t> single_steps(const SharedFlags& f);
+
+/// --timestep-spacing as given, nullopt when empty.
+std::optional<std::string> spacing_of(const SharedFlags& f);
 
 /// Parses repeated `--sampler-option key=value` into a map. Throws
 /// std::invalid_argument naming the flag when an item has no '='.
@@ -39,11 +70,13 @@ class ProgressBar {
 /// Runs `body`, which may create the output folder `dir`. When `body` throws
 /// and `dir` did not exist before, removes `dir` if it is still empty (never
 /// a folder with anything in it), then rethrows: a failed command leaves no
-/// empty output folder behind.
+/// empty output folder behind. The same holds when the command is
+/// interrupted (the folder is registered with io/files.h's cleanup).
 template <typename Body>
 void cleaning_new_folder_on_error(const std::filesystem::path& dir, Body&& body) {
   std::error_code ec;
   const bool existed = dir.empty() || std::filesystem::exists(dir, ec);
+  if (!existed) register_created_folder(dir);
   try {
     body();
   } catch (...) {

@@ -6,6 +6,7 @@
 
 #include "cli/common.h"
 #include "cli/commands.h"
+#include "cli/interrupt.h"
 #include "unet/torchscript.h"
 
 int main(int argc, char** argv) {
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
     return std::string("fewstep: error: ") + e.what() + " (see --help)\n";
   });
   fewstep::cli::register_all_commands(app);
+  fewstep::cli::install_interrupt_handlers();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

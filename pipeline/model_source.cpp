@@ -4,17 +4,8 @@
 #include <cstdlib>
 #include <filesystem>
 
-// Both are set by pipeline/CMakeLists.txt when the pieces are built.
-#ifdef FEWSTEP_HAVE_FUSED_ATTENTION
 #include "kernels/attention.h"
-#endif
-#ifdef FEWSTEP_HAVE_ANALYTIC
 #include "unet/analytic.h"
-#endif
-
-#ifndef FEWSTEP_SOURCE_DIR
-#define FEWSTEP_SOURCE_DIR "."
-#endif
 
 namespace fewstep {
 
@@ -26,7 +17,6 @@ std::string default_model_dir() {
 LoadedModel load_model_source(const std::string& model, bool fused_attention) {
   LoadedModel out;
   if (model.rfind("analytic:", 0) == 0) {
-#ifdef FEWSTEP_HAVE_ANALYTIC
     std::unique_ptr<AnalyticModel> am;
     try {
       am = make_analytic_model(parse_analytic_spec(model));
@@ -47,14 +37,9 @@ LoadedModel load_model_source(const std::string& model, bool fused_attention) {
     out.model = std::move(am);
     out.analytic = true;
     return out;
-#else
-    throw ModelError(model + ": analytic models are not built in");
-#endif
   }
   ModulePass pass;
-#ifdef FEWSTEP_HAVE_FUSED_ATTENTION
   if (fused_attention) pass = [](torch::jit::Module& m) { rewrite_attention(m); };
-#endif
   out.manifest = load_manifest(model);
   const ModelManifest& m = out.manifest;
   out.model = std::make_unique<TorchScriptUnet>(m.unet, m.text_encoder.has_value(), pass);

@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "pipeline/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "unet/model.h"
 #include "unet/package.h"
 #include "unet/torchscript.h"

@@ -6,18 +6,14 @@
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <cmath>
-#include <sstream>
 #include <stdexcept>
 #include <thread>
 
-#define STB_IMAGE_RESIZE_IMPLEMENTATION
-#include <stb_image_resize.h>
-
 #include "pipeline/model_source.h"
+#include "pipeline/tensor_io.h"
 #include "samplers/denoiser.h"
 #include "samplers/registry.h"
 #include "samplers/schedule.h"
@@ -234,74 +230,10 @@ GenerateResult Pipeline::generate(const Conditioning& cond, const GenerateReques
   const auto t_decode = Clock::now();
   at::Tensor image = x0;
   if (vae_) image = vae_->decode(x0.to(model_dtype_));
-  res.image = to_rgb8(image.to(at::kFloat).cpu());
+  res.image = to_rgb8(image);
   st.decode_ms = ms_since(t_decode);
   st.total_ms = ms_since(t_total);
   return res;
-}
-
-at::Tensor to_rgb8(const at::Tensor& image) {
-  TORCH_CHECK(image.dim() == 4 && image.size(0) == 1, "to_rgb8: need [1, C, H, W]");
-  at::Tensor img = image[0];
-  if (img.size(0) < 3) img = img.narrow(0, 0, 1).expand({3, img.size(1), img.size(2)});
-  img = img.narrow(0, 0, 3);
-  at::Tensor u8 = ((img.nan_to_num(0.0).clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(at::kByte);
-  return u8.permute({1, 2, 0}).contiguous();
-}
-
-at::Tensor upscale_image(const at::Tensor& rgb, int64_t factor, bool smooth) {
-  if (factor <= 1) return rgb;
-  const int64_t h = rgb.size(0), w = rgb.size(1), c = rgb.size(2);
-  at::Tensor out = at::empty({h * factor, w * factor, c}, at::kByte);
-  const uint8_t* src = rgb.contiguous().data_ptr<uint8_t>();
-  uint8_t* dst = out.data_ptr<uint8_t>();
-  if (smooth) {
-    stbir_resize_uint8(src, int(w), int(h), 0, dst, int(w * factor), int(h * factor), 0, int(c));
-    return out;
-  }
-  for (int64_t y = 0; y < h * factor; ++y)
-    for (int64_t x = 0; x < w * factor; ++x)
-      for (int64_t k = 0; k < c; ++k) dst[(y * w * factor + x) * c + k] = src[((y / factor) * w + x / factor) * c + k];
-  return out;
-}
-
-std::string format_parameters(const std::string& prompt, const std::string& negative_prompt,
-                              const GenerateRequest& req, const std::string& model_name) {
-  std::ostringstream s;
-  s << prompt << "\n";
-  if (!negative_prompt.empty()) s << "Negative prompt: " << negative_prompt << "\n";
-  // The resolved name, and whether the seed drives step noise even with
-  // --init-noise (a stochastic sampler); an unknown name is written as given.
-  std::string sampler = req.sampler;
-  bool step_noise = false;
-  try {
-    const SamplerInfo& info = find_sampler(req.sampler);
-    sampler = info.name;
-    step_noise = draws_step_noise(info, resolve_sampler_options(info, req.sampler_options));
-  } catch (const SamplerError&) {
-  }
-  s << "Steps: " << req.steps << ", Sampler: " << sampler;
-  // A1111's "Schedule type" is the sigma spacing (Karras, Exponential, ...).
-  std::string other_options;
-  for (const auto& [key, value] : req.sampler_options) {
-    if (key == "sigma_spacing" && !value.empty() && value != "none") {
-      std::string v = value;
-      v[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(v[0])));
-      s << ", Schedule type: " << v;
-    } else {
-      other_options += (other_options.empty() ? "" : " ") + key + "=" + value;
-    }
-  }
-  s << ", CFG scale: " << req.cfg_scale;
-  if (req.init_noise.defined()) s << ", Initial noise: from file";
-  if (!req.init_noise.defined() || step_noise) s << ", Seed: " << req.seed;
-  s << ", Size: " << req.width << "x" << req.height << ", Model: " << model_name;
-  if (req.timestep_spacing) s << ", Timestep spacing: " << *req.timestep_spacing;
-  if (!other_options.empty()) s << ", Sampler options: " << other_options;
-  if (req.picard)
-    s << ", Parallel: picard window=" << req.picard->window << " tol=" << req.picard->tol
-      << " max_rounds=" << req.picard->max_rounds;
-  return s.str();
 }
 
 }  // namespace fewstep

@@ -9,7 +9,8 @@
 #include <optional>
 #include <string>
 
-#include "pipeline/tokenizer.h"
+#include "image/image.h"
+#include "tokenizer/tokenizer.h"
 #include "samplers/sample.h"
 #include "unet/model.h"
 #include "unet/package.h"
@@ -41,7 +42,10 @@ struct GenerateRequest {
   std::optional<std::string> timestep_spacing;
   SamplerOptions sampler_options;  ///< as given by the user (validated by check())
   std::optional<PicardOptions> picard;
-  at::Tensor init_noise;  ///< optional unit-variance noise [1, C, h, w] float32 (else drawn from `seed`)
+  /// Optional unit-variance initial noise [1, C, h, w] float32; when
+  /// undefined it is drawn from `seed`. Stochastic samplers draw their step
+  /// noise from `seed` either way (draws_step_noise).
+  at::Tensor init_noise;
   StepCallback on_step;
 };
 
@@ -53,7 +57,7 @@ struct GenerateStats {
 
 struct GenerateResult {
   at::Tensor latents;  ///< final sample before decoding, [1, C, h, w] float32 (float64 for fp64) on CPU
-  at::Tensor image;    ///< [H, W, 3] uint8 on CPU
+  Image image;         ///< 8-bit RGB
   GenerateStats stats;
 };
 
@@ -114,22 +118,5 @@ class Pipeline {
 /// Parses --dtype names (fp32/float32, fp16/float16/half, bf16/bfloat16, fp64/float64).
 /// Throws std::invalid_argument.
 at::ScalarType parse_dtype(const std::string& name);
-
-/// Converts an image batch in [-1, 1], [1, C, H, W], to [H, W, 3] uint8 (C < 3: channel 0 is replicated;
-/// C > 3: the first three are shown).
-at::Tensor to_rgb8(const at::Tensor& image);
-
-/// Enlarges an [H, W, C] uint8 image by an integer factor: nearest neighbour,
-/// or stb's smooth resampler when `smooth`.
-at::Tensor upscale_image(const at::Tensor& rgb, int64_t factor, bool smooth);
-
-/// The A1111-style `parameters` text: prompt, "Negative prompt: ..." (when
-/// non-empty), then "Steps: N, Sampler: S[, Schedule type: Karras], CFG scale: F,
-/// Seed: N, Size: WxH, Model: M", and when set ", Timestep spacing: ...",
-/// ", Sampler options: k=v k=v", ", Parallel: picard window=P tol=T max_rounds=R".
-/// S is the registry name (aliases resolved). With req.init_noise, "Seed: N"
-/// is replaced by "Initial noise: from file". Throws nothing.
-std::string format_parameters(const std::string& prompt, const std::string& negative_prompt,
-                              const GenerateRequest& req, const std::string& model_name);
 
 }  // namespace fewstep

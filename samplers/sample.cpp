@@ -2,6 +2,7 @@
 #include "samplers/sample.h"
 
 #include "samplers/options.h"
+#include "samplers/registry.h"
 #include "samplers/schedule.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -76,8 +77,12 @@ at::Tensor sample(const SamplerInfo& info, const Schedule& schedule, Denoiser& d
   SampleStats local;
   at::Tensor out;
   if (picard) {
-    if (!info.step_rule)
-      throw SamplerError("sampler '" + info.name + "' has no Picard form (use ddim, ddpm, euler or dpmpp_2m)");
+    if (!info.step_rule) {
+      std::string with_rule;
+      for (const SamplerInfo& s : sampler_registry())
+        if (s.step_rule) with_rule += (with_rule.empty() ? "" : ", ") + s.name;
+      throw SamplerError("sampler '" + info.name + "' has no Picard form (use " + with_rule + ")");
+    }
     out = picard_sample(info, ctx, x, *picard, &local);
   } else {
     out = info.run(ctx, x);

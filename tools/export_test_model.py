@@ -6,6 +6,7 @@ Writes, under OUT_DIR:
   tiny-mono/     the same weights, monolithic contract
   tiny-latent/   latent model (4x8x8 latents, VAE decoder x2 -> 16x16 RGB), monolithic
   tiny-uncond/   unconditional pixel model (text_encoder null), monolithic
+  broken/        TorchScript files to refuse: unknown_op.pt, newer_version.pt
 
 The UNet follows the LDM layout (Rombach et al. 2022, Sec. 3.3 and App. G):
 time embedding, input blocks of ResNet + transformer blocks (self- and
@@ -24,6 +25,7 @@ import math
 import os
 import shutil
 import sys
+import zipfile
 
 import torch
 import torch.nn as nn
@@ -305,6 +307,33 @@ def save_package(folder, man, unet, text=None, vae=None):
     os.replace(tmp, os.path.join(folder, "model.json"))
 
 
+class ThirdPartyOpModule(nn.Module):
+    """Calls an operator that only a third-party library registers."""
+
+    def forward(self, sample: torch.Tensor) -> torch.Tensor:
+        return torch.ops.thirdparty.mystery(sample)
+
+
+def write_broken_files(folder: str) -> None:
+    """TorchScript files the runtime must refuse with one line:
+    unknown_op.pt needs an operator fewstep does not have;
+    newer_version.pt claims a file-format version newer than any torch reads."""
+    os.makedirs(folder, exist_ok=True)
+    torch.library.define("thirdparty::mystery", "(Tensor x) -> Tensor")
+    torch.library.impl("thirdparty::mystery", "CPU")(lambda x: x * 2)
+    torch.jit.script(ThirdPartyOpModule()).save(os.path.join(folder, "unknown_op.pt"))
+    ok = os.path.join(folder, "ok.pt")
+    torch.jit.script(UncondUNet(3, 0).eval()).save(ok)
+    with zipfile.ZipFile(ok) as src, zipfile.ZipFile(os.path.join(folder, "newer_version.pt"), "w",
+                                                     zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith("/version"):
+                data = b"99\n"
+            dst.writestr(info.filename, data)
+    os.remove(ok)
+
+
 def main() -> int:
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -326,6 +355,7 @@ def main() -> int:
     uncond = torch.jit.script(UncondUNet(3, 0).eval())
     save_package(os.path.join(out, "tiny-uncond"),
                  manifest("tiny-uncond", "pixel", [16, 16], 3, "monolithic", False, False, 1), uncond)
+    write_broken_files(os.path.join(out, "broken"))
     with open(os.path.join(out, "stamp"), "w") as f:
         f.write("ok\n")
     return 0

@@ -10,7 +10,7 @@
 namespace fewstep {
 
 /// A denoising network. Implementations: TorchScript UNets (monolithic or
-/// block-wise, unet/torchscript_unet.h) and closed-form analytic models
+/// block-wise, unet/torchscript.h) and closed-form analytic models
 /// (unet/analytic.h).
 class Model {
  public:

@@ -36,7 +36,7 @@ struct TokenizerSpec {
   std::string vocab, merges;
 };
 
-/// `vae_decoder` entry: forward(latents) -> image [B, 3, H, W] in [-1, 1].
+/// `vae_decoder` entry: forward(latents) -> image [B, 3, H, W] (or [B, 1, H, W], grey) in [-1, 1].
 struct VaeSpec {
   std::string file;
   double scaling_factor = 0.18215;

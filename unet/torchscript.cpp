@@ -2,8 +2,10 @@
 #include "unet/torchscript.h"
 
 #include <ATen/record_function.h>
+#include <torch/headeronly/version.h>
 
 #include <filesystem>
+#include <regex>
 
 namespace fewstep {
 namespace {
@@ -52,11 +54,31 @@ std::string first_line(const std::exception& e) {
   return nl == std::string::npos ? msg : msg.substr(0, nl);
 }
 
+std::string explain_load_failure(const std::string& file, const std::exception& e) {
+  const auto* ce = dynamic_cast<const c10::Error*>(&e);
+  const std::string msg = ce ? ce->what_without_backtrace() : e.what();
+  std::smatch m;
+  // torch::jit::load's own wording (torch/csrc/jit/frontend, caffe2/serialize).
+  if (std::regex_search(msg, m, std::regex("Unknown builtin op: ([A-Za-z0-9_:.]+)")))
+    return file + ": needs the operator " + std::string(m[1]) +
+           ", which this runtime does not have (a custom op of another library?)";
+  if (std::regex_search(msg, m, std::regex("Unknown type name '([^']+)'")))
+    return file + ": needs the type " + std::string(m[1]) + ", which this runtime does not have";
+  if (std::regex_search(msg, m,
+                        std::regex("file with version ([0-9]+), but the maximum supported version for reading is ([0-9]+)")))
+    return file + ": written by a newer torch (file format version " + std::string(m[1]) + "; this LibTorch " +
+           std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+           std::to_string(TORCH_VERSION_PATCH) + " reads up to version " + std::string(m[2]) +
+           "): export it with torch " + std::to_string(TORCH_VERSION_MAJOR) + "." +
+           std::to_string(TORCH_VERSION_MINOR);
+  return file + ": not a loadable TorchScript file (" + first_line(e) + ")";
+}
+
 torch::jit::Module load_torchscript(const std::string& file) {
   try {
     return torch::jit::load(file, at::kCPU);
   } catch (const std::exception& e) {
-    throw ModelError(file + ": not a loadable TorchScript file (" + first_line(e) + ")");
+    throw ModelError(explain_load_failure(file, e));
   }
 }
 
@@ -195,7 +217,7 @@ at::Tensor VaeDecoder::decode(const at::Tensor& latents) {
                      first_line(e));
   }
   if (img.dim() != 4 || img.size(0) != latents.size(0) || (img.size(1) != 3 && img.size(1) != 1))
-    throw ModelError(base(spec_.file) + ": output " + shape_str(img.sizes()) + " is not an image batch [B, 3, H, W]");
+    throw ModelError(base(spec_.file) + ": output " + shape_str(img.sizes()) + " is not an image batch [B, 3, H, W] or [B, 1, H, W]");
   return img;
 }
 

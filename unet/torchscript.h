@@ -15,9 +15,17 @@ namespace fewstep {
 /// Transforms a loaded module in place (e.g. the fused-attention rewrite).
 using ModulePass = std::function<void(torch::jit::Module&)>;
 
-/// Loads a TorchScript file onto the CPU. Throws ModelError
-/// ("<file>: not a loadable TorchScript file (...)") instead of c10::Error.
+/// Loads a TorchScript file onto the CPU. Throws ModelError with one line
+/// instead of c10::Error: "<file>: needs the operator ns::op, which this
+/// runtime does not have ...", "<file>: written by a newer torch (file format
+/// version N; this LibTorch X.Y.Z reads up to version M) ...", or
+/// "<file>: not a loadable TorchScript file (<LibTorch's first line>)".
+/// TorchScript files are code: load only packages you trust.
 torch::jit::Module load_torchscript(const std::string& file);
+
+/// The one-line message load_torchscript throws for a failure `e` of
+/// torch::jit::load on `file`.
+std::string explain_load_failure(const std::string& file, const std::exception& e);
 
 /// First line of an exception's message, without LibTorch's backtrace.
 std::string first_line(const std::exception& e);
@@ -68,7 +76,7 @@ class TextEncoder {
   torch::jit::Module module_;
 };
 
-/// VAE decoder: decode(latents [B, C, h, w]) -> image [B, 3, H, W] in [-1, 1];
+/// VAE decoder: decode(latents [B, C, h, w]) -> image [B, 3 or 1, H, W] in [-1, 1];
 /// latents are divided by `scaling_factor` first (Rombach et al. 2022, Sec. 3.1).
 class VaeDecoder {
  public:

@@ -4,7 +4,7 @@
 // Prints a table; writes JSON (--json). Harness: bench/harness.h.
 #include "bench/harness.h"
 #include "pipeline/pipeline.h"
-#include "pipeline/sweep.h"
+#include "eval/sweep.h"
 
 #include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>

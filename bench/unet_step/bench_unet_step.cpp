@@ -6,8 +6,8 @@
 // GFLOP/s. Prints a table; writes JSON (--json). Harness: bench/harness.h.
 #include "bench/harness.h"
 #include "pipeline/pipeline.h"
-#include "pipeline/profile.h"
-#include "pipeline/sweep.h"
+#include "eval/profile.h"
+#include "eval/sweep.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>

@@ -9,7 +9,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
-#include "pipeline/image_io.h"
+#include "image/png.h"
+#include "io/files.h"
+#include "pipeline/tensor_io.h"
 
 namespace fs = std::filesystem;
 

@@ -3,15 +3,16 @@ checks torch.ops.fewstep.attention against float64 attention
 (softmax(scale * q k^T) v, Vaswani et al. 2017, eq. 1), both called directly
 and from a scripted function (so the op can go into TorchScript models).
 
-Usage: load_library.py path/to/libfewstep_ops.so. Exit code 77 means skipped.
+Usage: load_library.py path/to/libfewstep_ops.so. Exit code 77 means skipped
+(1 under FEWSTEP_REQUIRE_ORACLES=1; see tools/oracles/oracle_env.py).
 """
+import os
 import sys
 
-try:
-    import torch
-except ImportError:
-    print("skipped: this Python has no torch")
-    sys.exit(77)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "oracles"))
+from oracle_env import import_or_skip  # noqa: E402
+
+torch = import_or_skip("torch")
 
 
 def reference(q, k, v, scale):

@@ -31,7 +31,7 @@ TEST(AttentionCpu, LongSequencesMatchFloat64ReferenceWithinLibTorchBudget) {
 }
 
 TEST(AttentionCpu, FunctionalFormMatchesOutForm) {
-  fresh_seed();
+  test_seed();
   const at::Tensor q = at::randn({2, 4, 33, 40});
   const at::Tensor k = at::randn({2, 4, 50, 40});
   const at::Tensor v = at::randn({2, 4, 50, 40});
@@ -45,7 +45,7 @@ TEST(AttentionCpu, FunctionalFormMatchesOutForm) {
 TEST(AttentionCpu, ScaleEntersAsInSoftmaxOfScaledScores) {
   // softmax(s·q kᵀ) with s = 0 is the uniform distribution, so every output
   // row is the mean of v's rows (exact up to the accumulation's rounding).
-  fresh_seed();
+  test_seed();
   const at::Tensor q = at::randn({3, 17, 64});
   const at::Tensor k = at::randn({3, 29, 64});
   const at::Tensor v = at::randn({3, 29, 64});
@@ -55,7 +55,7 @@ TEST(AttentionCpu, ScaleEntersAsInSoftmaxOfScaledScores) {
 }
 
 TEST(AttentionCpu, OutputAliasingAnInputIsComputedFromTheOriginalInput) {
-  fresh_seed();
+  test_seed();
   at::Tensor q = at::randn({1, 2, 70, 32});
   const at::Tensor k = at::randn({1, 2, 70, 32});
   const at::Tensor v = at::randn({1, 2, 70, 32});
@@ -73,7 +73,7 @@ TEST(AttentionCpu, HeadDimsOffTheMultipleOf8AreComputedPadded) {
     SCOPED_TRACE("head dim " + std::to_string(d));
     check_attention_case(AttentionCase{at::kFloat, 2, 3, 37, 45, d, true}, at::kCPU, at::kDouble);
   }
-  fresh_seed();
+  test_seed();
   const at::Tensor q = at::randn({2, 9, 36});
   const at::Tensor k = at::randn({2, 11, 36});
   const at::Tensor v = at::randn({2, 11, 36});

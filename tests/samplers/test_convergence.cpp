@@ -124,7 +124,8 @@ TEST(FinalJump, ReturnsTheDenoisedLastPointWithAFixedBias) {
   EXPECT_GT(bias[0], 1e-4);              // far above float64 rounding
   EXPECT_NEAR(bias[1], bias[0], 1e-12);  // the same last point, so the same bias
   // The sampler's error tends to that bias, not to 0: at 64 steps UniPC's
-  // ODE error (about 1e-4 of this bias's 7e-4, see SlopeMatchesTheory/unipc)
+  // ODE error (about 1e-4 of this bias's 7e-4, see ConvergenceOrder.SlopesMatchTheory,
+  // case unipc)
   // is all that separates them.
   EXPECT_NEAR(err[1], bias[1], 0.2 * bias[1]);
   EXPECT_GT(err[0], err[1]);

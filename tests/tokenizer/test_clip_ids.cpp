@@ -3,12 +3,14 @@
 // vocabulary derived from the same file). Skips when the shared data is absent.
 #include <gtest/gtest.h>
 
+#include "tests/test_env.h"
+
 #include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "pipeline/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
 using fewstep::Tokenizer;
@@ -29,7 +31,7 @@ class ClipIds : public ::testing::Test {
     if (fs::exists(clip_gz())) tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_path(clip_gz()));
   }
   void SetUp() override {
-    if (!tokenizer_) GTEST_SKIP() << "shared data absent: " << clip_gz();
+    FEWSTEP_NEED_SHARED_DATA(tokenizer_ != nullptr, clip_gz());
   }
   static std::unique_ptr<Tokenizer> tokenizer_;
 };

@@ -1,12 +1,14 @@
 // The `tokenize` subcommand: parses its flags, prints ids, reports bad paths.
 #include <gtest/gtest.h>
 
+#include "tests/test_env.h"
+
 #include <CLI/CLI.hpp>
 #include <fstream>
 #include <sstream>
 #include <unistd.h>
 
-#include "pipeline/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace fewstep::cli {
 void register_tokenize_command(CLI::App& app);
@@ -55,7 +57,7 @@ TEST(CmdTokenize, PrintsIdsWithBosEos) {
 
 TEST(CmdTokenize, ClipExample) {
   const fs::path gz = fs::path(FEWSTEP_SHARED_DATA_DIR) / "clip" / "bpe_simple_vocab_16e6.txt.gz";
-  if (!fs::exists(gz)) GTEST_SKIP() << "shared data absent: " << gz;
+  FEWSTEP_NEED_SHARED_DATA(fs::exists(gz), gz);
   EXPECT_EQ(run_tokenize(gz.string(), "a photo of a cat"), "49406 320 1125 539 320 2368 49407\n");
 }
 

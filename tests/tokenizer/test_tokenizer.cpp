@@ -9,7 +9,7 @@
 #include <string>
 #include <unistd.h>
 
-#include "pipeline/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
 using fewstep::Tokenizer;
@@ -73,10 +73,8 @@ TEST(CleanText, NamedReferenceEdgeCases) {
 TEST(CleanText, UnicodeLowercaseAndInvalidUtf8) {
   EXPECT_EQ(fewstep::clean_text("ÀÉÎÕÜ ÇÑ ŁŽ"), "àéîõü çñ łž");
   EXPECT_EQ(fewstep::clean_text("a\xff" "b"), "a\uFFFDb");
-#if FEWSTEP_TOKENIZER_ICU
   // Python's str.lower: final sigma and İ -> i + U+0307.
   EXPECT_EQ(fewstep::clean_text("ΣΑΣ İ"), "σας i\u0307");
-#endif
 }
 
 TEST(ByteTable, PrintableBytesMapToThemselvesOthersFrom256) {
@@ -119,7 +117,9 @@ TEST(HandVocab, ReadsFolderAndMergesByRank) {
 
 TEST(HandVocab, MergesWithoutHeaderAndWithCrlf) {
   const fs::path dir = fresh_dir("crlf");
-  write_file(dir / "vocab.json", kVocab);
+  // The vocabulary without the tokens of the two merges left out ("ca", "aa").
+  write_file(dir / "vocab.json", R"({"<|startoftext|>": 0, "<|endoftext|>": 1, "c": 2, "a": 3, "t": 4,
+    "t</w>": 5, "a</w>": 6, "c</w>": 7, "cat</w>": 9, "at</w>": 10, "s</w>": 11, "\u0120": 13})");
   write_file(dir / "merges.txt", "a t</w>\r\nc at</w>\r\n\r\n");
   const Tokenizer tok = Tokenizer::from_vocab_merges(dir / "vocab.json", dir / "merges.txt");
   EXPECT_EQ(tok.encode("cat"), (Ids{0, 9, 1}));
@@ -174,6 +174,17 @@ TEST(Errors, OneLineMessagesNamingTheFile) {
   write_file(dir / "badmerge" / "vocab.json", kVocab);
   write_file(dir / "badmerge" / "merges.txt", "#version: 0.2\na t</w>\nabc\n");
   expect_error([&] { Tokenizer::from_path(dir / "badmerge"); }, "merges.txt: line 3");
+  // A merges file that does not produce the vocabulary's merged tokens:
+  // empty, truncated, or naming a token the vocabulary lacks.
+  write_file(dir / "nomerges" / "vocab.json", kVocab);
+  write_file(dir / "nomerges" / "merges.txt", "");
+  expect_error([&] { Tokenizer::from_path(dir / "nomerges"); }, "nomerges/merges.txt: 0 merges leave 4 tokens");
+  write_file(dir / "short" / "vocab.json", kVocab);
+  write_file(dir / "short" / "merges.txt", "#version: 0.2\na t</w>\nc at</w>\n");
+  expect_error([&] { Tokenizer::from_path(dir / "short"); }, "short/merges.txt: 2 merges leave 2 tokens");
+  write_file(dir / "foreign" / "vocab.json", kVocab);
+  write_file(dir / "foreign" / "merges.txt", "#version: 0.2\na t</w>\nc at</w>\nc a\na a\nt s</w>\n");
+  expect_error([&] { Tokenizer::from_path(dir / "foreign"); }, "foreign/merges.txt: merge 5");
   write_file(dir / "nulltok" / "model.json", R"({"tokenizer": null})");
   expect_error([&] { Tokenizer::from_path(dir / "nulltok"); }, "tokenizer is null");
   write_file(dir / "short.gz", "not gzip, and far fewer than 48,894 merges");

@@ -8,7 +8,7 @@ cases, emoji with skin tones / ZWJ / variation selectors / flags, odd
 whitespace, HTML entities of fewstep's table; no CJK, where ftfy-less
 clean-ups differ). The C++ side is run twice: on OpenAI's .gz file and on the
 vocab.json + merges.txt folder derived from it. Exits 77 (ctest skip) when
-transformers or the .gz file is absent.
+transformers or the .gz file is absent (1 in CI: see tools/oracles/oracle_env.py).
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import sys
 import tempfile
 import unicodedata
 
-SKIP = 77
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "oracles"))
+from oracle_env import import_or_skip, shared_data_or_skip  # noqa: E402
 
 WORDS = ["a", "photo", "of", "the", "cat", "dog", "red", "apple", "castle", "hill", "sunset",
          "painting", "portrait", "astronaut", "riding", "horse", "highly", "detailed", "4k", "8k",
@@ -90,14 +90,8 @@ def run_cpp(exe: str, path: str, texts: list[str]) -> list[list[int]]:
 
 def main() -> int:
     exe, gz = sys.argv[1], sys.argv[2]
-    if not os.path.exists(gz):
-        print(f"SKIP: shared data absent: {gz}")
-        return SKIP
-    try:
-        import transformers  # noqa: F401
-    except ImportError:
-        print("SKIP: transformers is not installed in this Python")
-        return SKIP
+    import_or_skip("transformers")
+    shared_data_or_skip(gz)
     from clip_tokenizer_ids import load_clip_tokenizer, oracle_ids
 
     texts = strings(400)

@@ -4,7 +4,7 @@
 #include <iostream>
 #include <string>
 
-#include "pipeline/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) {

@@ -1,6 +1,7 @@
 // TorchScript UNet wrappers: the block-wise contract reproduces the monolithic
 // forward on the same weights, and broken files give one-line errors.
 #include <gtest/gtest.h>
+#include <torch/headeronly/version.h>
 
 #include <filesystem>
 #include <fstream>
@@ -57,6 +58,29 @@ TEST(TorchScriptUnet, CorruptFileIsOneLineModelError) {
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   }
   fs::remove(bad);
+}
+
+// A file calling an operator that only another library registers, and a
+// file claiming a newer format version (tools/export_test_model.py writes
+// both): one line naming the operator, or both versions.
+TEST(TorchScriptUnet, UnknownOperatorAndNewerFormatAreNamed) {
+  const fs::path broken = fs::path(FEWSTEP_TEST_MODELS) / "broken";
+  auto message = [](const fs::path& file) {
+    try {
+      load_torchscript(file.string());
+    } catch (const ModelError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(loaded)");
+  };
+  const std::string op = message(broken / "unknown_op.pt");
+  EXPECT_NE(op.find("unknown_op.pt: needs the operator thirdparty::mystery"), std::string::npos) << op;
+  EXPECT_EQ(op.find('\n'), std::string::npos) << op;
+  const std::string newer = message(broken / "newer_version.pt");
+  EXPECT_NE(newer.find("newer_version.pt: written by a newer torch (file format version 99"), std::string::npos)
+      << newer;
+  EXPECT_NE(newer.find("this LibTorch " + std::to_string(TORCH_VERSION_MAJOR) + "."), std::string::npos) << newer;
+  EXPECT_EQ(newer.find('\n'), std::string::npos) << newer;
 }
 
 TEST(TorchScriptUnet, BlocksFormNeedsSubmodules) {

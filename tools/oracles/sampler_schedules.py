@@ -16,11 +16,9 @@ import json
 import math
 import sys
 
-try:
-    import numpy as np
-except ImportError:  # the oracle test skips cleanly
-    print("numpy is not installed: skipping the schedule oracle check")
-    sys.exit(77)
+from oracle_env import import_or_skip
+
+np = import_or_skip("numpy")
 
 T = 1000
 STEPS = [1, 2, 3, 4, 8, 10, 50, 1000]
