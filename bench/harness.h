@@ -181,7 +181,8 @@ class ResultTable {
       cells.push_back(std::move(line));
     }
     auto print_line = [&](const std::vector<std::string>& line) {
-      for (size_t i = 0; i < line.size(); ++i) out << (i ? "  " : "") << std::setw(static_cast<int>(widths[i])) << line[i];
+      for (size_t i = 0; i < line.size(); ++i)
+        out << (i ? "  " : "") << std::setw(static_cast<int>(widths[i])) << line[i];
       out << "\n";
     };
     print_line(columns);

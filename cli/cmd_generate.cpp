@@ -35,7 +35,8 @@ uint64_t parse_seed(const std::string& text) {
   if (trim(text) == "-1") return random_seed();
   const auto v = parse_unsigned(text);
   if (!v)
-    throw std::invalid_argument("--seed: '" + text + "' is not -1 (random) or an integer from 0 to 18446744073709551615");
+    throw std::invalid_argument("--seed: '" + text +
+                                "' is not -1 (random) or an integer from 0 to 18446744073709551615");
   return *v;
 }
 
@@ -106,8 +107,7 @@ int run_generate(GenerateOptions& o) {
 
   const auto t_enc = std::chrono::steady_clock::now();
   Conditioning cond = pipe->encode(f.prompt, f.negative_prompt);
-  const double encode_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_enc).count();
+  const double encode_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_enc).count();
 
   GenerateStats total;
   total.encode_ms = encode_ms;
@@ -143,13 +143,19 @@ int run_generate(GenerateOptions& o) {
   if (!o.save_latents.empty()) write_file_atomic(o.save_latents, encode_npy(at::cat(latents)), true);
   if (!o.stats_json.empty()) {
     auto ms = [](double v) { return std::round(v * 1000.0) / 1000.0; };  // microsecond resolution
-    nlohmann::json j = {{"load_ms", ms(pipe->load_ms())},  {"encode_ms", ms(total.encode_ms)},
-                        {"sampling_ms", ms(total.sampling_ms)}, {"decode_ms", ms(total.decode_ms)},
+    nlohmann::json j = {{"load_ms", ms(pipe->load_ms())},
+                        {"encode_ms", ms(total.encode_ms)},
+                        {"sampling_ms", ms(total.sampling_ms)},
+                        {"decode_ms", ms(total.decode_ms)},
                         {"total_ms", ms(pipe->load_ms() + total.encode_ms + total.total_ms)},
-                        {"nfe", total.nfe},            {"unet_calls", total.unet_calls},
-                        {"unet_rows", total.unet_rows}, {"picard_rounds", total.picard_rounds},
-                        {"steps", req.steps},          {"sampler", req.sampler},
-                        {"seed", seed0},               {"batch_count", o.batch_count}};
+                        {"nfe", total.nfe},
+                        {"unet_calls", total.unet_calls},
+                        {"unet_rows", total.unet_rows},
+                        {"picard_rounds", total.picard_rounds},
+                        {"steps", req.steps},
+                        {"sampler", req.sampler},
+                        {"seed", seed0},
+                        {"batch_count", o.batch_count}};
     std::string s = j.dump(2) + "\n";
     write_file_atomic(o.stats_json, std::vector<uint8_t>(s.begin(), s.end()), true);
   }

@@ -17,10 +17,14 @@ struct InfoOptions {
 
 const char* prediction_name(PredictionType p) {
   switch (p) {
-    case PredictionType::epsilon: return "epsilon";
-    case PredictionType::v_prediction: return "v_prediction";
-    case PredictionType::sample: return "sample";
-    case PredictionType::flow: return "flow";
+    case PredictionType::epsilon:
+      return "epsilon";
+    case PredictionType::v_prediction:
+      return "v_prediction";
+    case PredictionType::sample:
+      return "sample";
+    case PredictionType::flow:
+      return "flow";
   }
   return "?";
 }
@@ -56,8 +60,8 @@ int run_info(const InfoOptions& o) {
   if (m.vae_decoder)
     std::cout << "vae_decoder:     " << pipe->vae_parameters() << " parameters, scaling_factor "
               << m.vae_decoder->scaling_factor << "\n";
-  std::cout << "total:           "
-            << pipe->unet_parameters() + pipe->text_encoder_parameters() + pipe->vae_parameters() << " parameters\n";
+  std::cout << "total:           " << pipe->unet_parameters() + pipe->text_encoder_parameters() + pipe->vae_parameters()
+            << " parameters\n";
   if (!m.license.empty()) std::cout << "license:         " << m.license << "\n";
   if (!m.attribution.empty()) std::cout << "attribution:     " << m.attribution << "\n";
   return 0;

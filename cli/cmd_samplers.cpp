@@ -14,7 +14,8 @@ void register_samplers_command(CLI::App& app) {
       std::cout << std::left << std::setw(16) << s.name << " order " << s.order
                 << (s.stochastic ? ", stochastic" : ", deterministic") << "  " << s.help << "\n";
       if (!s.aliases.empty()) {
-        std::cout << std::setw(18) << "" << "aliases:";
+        std::cout << std::setw(18) << ""
+                  << "aliases:";
         for (const auto& a : s.aliases) std::cout << " " << a;
         std::cout << "\n";
       }

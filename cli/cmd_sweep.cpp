@@ -60,7 +60,8 @@ void run_sweep_command(const SweepCliOptions& c) {
     bar.finish();
   });
   if (c.quiet) return;
-  std::cout << r.rows.size() << (r.rows.size() == 1 ? " run" : " runs") << " against the reference (" << r.reference.describe() << ")\n";
+  std::cout << r.rows.size() << (r.rows.size() == 1 ? " run" : " runs") << " against the reference ("
+            << r.reference.describe() << ")\n";
   for (const auto& f : r.files) std::cout << "wrote " << f.string() << "\n";
 }
 

@@ -12,9 +12,7 @@
 
 namespace fewstep::cli {
 namespace {
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 }  // namespace
 
 void add_shared_flags(CLI::App& cmd, SharedFlags& f, Axis axis) {
@@ -26,7 +24,8 @@ void add_shared_flags(CLI::App& cmd, SharedFlags& f, Axis axis) {
     cmd.add_option("--samplers", f.sampler, "comma-separated sampler names (see `fewstep samplers`)")->required();
     cmd.add_option("--steps", f.steps, "comma-separated step counts, e.g. 1,2,4,8,16,32")->required();
   } else {
-    cmd.add_option("--sampler", f.sampler, "sampler name or diffusers class name (default: the model's; see `fewstep samplers`)");
+    cmd.add_option("--sampler", f.sampler,
+                   "sampler name or diffusers class name (default: the model's; see `fewstep samplers`)");
     cmd.add_option("--steps", f.steps, "number of sampling steps (default: the model's)");
   }
   cmd.add_option("--cfg-scale", f.cfg_scale, "classifier-free guidance scale, 1 = no guidance (default: the model's)");
@@ -92,9 +91,8 @@ void ProgressBar::update(int64_t done) {
   const int filled = static_cast<int>(kWidth * done / total_);
   const double elapsed = now_s() - start_s_;
   const double rate = done > 0 ? elapsed / double(done) : 0.0;
-  std::fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld  %.2fs/it ", label_.c_str(), filled,
-               "##############################", kWidth - filled, "", static_cast<long long>(done),
-               static_cast<long long>(total_), rate);
+  std::fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld  %.2fs/it ", label_.c_str(), filled, "##############################",
+               kWidth - filled, "", static_cast<long long>(done), static_cast<long long>(total_), rate);
   std::fflush(stderr);
 }
 

@@ -26,10 +26,10 @@ struct SharedFlags {
   std::string sampler;          ///< --sampler (sweep: --samplers, a comma list); "" = the model's
   std::string steps;            ///< --steps (sweep: a comma list); "" = the model's
   std::optional<double> cfg_scale;
-  std::optional<int64_t> width, height;       ///< pixels
-  std::string timestep_spacing;               ///< "" = the model's
-  std::vector<std::string> sampler_options;   ///< repeated key=value
-  RuntimeOptions rt;                          ///< --device, --dtype, --threads, --attention
+  std::optional<int64_t> width, height;      ///< pixels
+  std::string timestep_spacing;              ///< "" = the model's
+  std::vector<std::string> sampler_options;  ///< repeated key=value
+  RuntimeOptions rt;                         ///< --device, --dtype, --threads, --attention
 };
 
 /// Whether a command runs one setting (generate, profile) or sweeps lists

@@ -11,9 +11,9 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"fewstep: few-step diffusion sampling (text prompt -> PNG)", "fewstep"};
-  app.set_version_flag("--version", std::string("fewstep ") + FEWSTEP_VERSION + " (LibTorch " +
-                                        std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
-                                        "." + std::to_string(TORCH_VERSION_PATCH) + ")");
+  app.set_version_flag("--version",
+                       std::string("fewstep ") + FEWSTEP_VERSION + " (LibTorch " + std::to_string(TORCH_VERSION_MAJOR) +
+                           "." + std::to_string(TORCH_VERSION_MINOR) + "." + std::to_string(TORCH_VERSION_PATCH) + ")");
   app.require_subcommand(1);
   // A flag given twice takes its last value, as in most CLIs; errors are one line.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);

@@ -65,7 +65,8 @@ double ssim(const Image& a, const Image& b) {
   // The 2-D Gaussian window is the outer product of this 1-D one (σ = 1.5).
   std::vector<double> g(static_cast<size_t>(win));
   double gsum = 0;
-  for (int i = 0; i < win; ++i) gsum += g[size_t(i)] = std::exp(-double((i - win / 2) * (i - win / 2)) / (2 * 1.5 * 1.5));
+  for (int i = 0; i < win; ++i)
+    gsum += g[size_t(i)] = std::exp(-double((i - win / 2) * (i - win / 2)) / (2 * 1.5 * 1.5));
   for (double& v : g) v /= gsum;
   const double c1 = 0.01 * 0.01, c2 = 0.03 * 0.03;
   const size_t n = size_t(h) * size_t(w);

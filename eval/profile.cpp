@@ -38,7 +38,7 @@ void for_each_direct_child(const std::vector<const ProfiledEvent*>& evs, Visit&&
 }
 
 std::map<uint64_t, std::vector<const ProfiledEvent*>> by_thread(const std::vector<ProfiledEvent>& events,
-                                                                 bool (*keep)(const ProfiledEvent&)) {
+                                                                bool (*keep)(const ProfiledEvent&)) {
   std::map<uint64_t, std::vector<const ProfiledEvent*>> out;
   for (const ProfiledEvent& e : events)
     if (keep(e)) out[e.thread].push_back(&e);
@@ -57,8 +57,7 @@ std::vector<double> counted_flops(const std::vector<ProfiledEvent>& events) {
     std::vector<const ProfiledEvent*> stack;
     for (const ProfiledEvent* e : evs) {
       while (!stack.empty() && stack.back()->end_ns <= e->start_ns) stack.pop_back();
-      const bool covered =
-          std::any_of(stack.begin(), stack.end(), [](const ProfiledEvent* a) { return a->flops > 0; });
+      const bool covered = std::any_of(stack.begin(), stack.end(), [](const ProfiledEvent* a) { return a->flops > 0; });
       if (!covered) out[size_t(e - events.data())] = double(e->flops);
       stack.push_back(e);
     }
@@ -157,7 +156,8 @@ std::optional<double> unet_flops_per_row(Pipeline& pipe, const Conditioning& con
   req.on_step = nullptr;
   GenerateStats stats;
   double ms = 0;
-  const auto result = profiled(pipe.device().is_cuda(), [&] { stats = pipe.generate(cond, req).stats; }, &ms);
+  const auto result = profiled(
+      pipe.device().is_cuda(), [&] { stats = pipe.generate(cond, req).stats; }, &ms);
   if (!result || result->events().empty() || stats.unet_rows < 1) return std::nullopt;
   double flops = 0;
   for (const StageRow& r : stage_table(convert(result->events())))
@@ -189,9 +189,8 @@ std::vector<OpRow> op_table(const std::vector<ProfiledEvent>& events, int64_t to
   for (auto& [thread, evs] : by_thread(events, [](const ProfiledEvent& e) { return e.op; })) {
     std::vector<double> self(evs.size());
     for (size_t i = 0; i < evs.size(); ++i) self[i] = ns_to_ms(evs[i]->end_ns - evs[i]->start_ns);
-    for_each_direct_child(evs, [&](size_t parent, size_t child) {
-      self[parent] -= ns_to_ms(evs[child]->end_ns - evs[child]->start_ns);
-    });
+    for_each_direct_child(
+        evs, [&](size_t parent, size_t child) { self[parent] -= ns_to_ms(evs[child]->end_ns - evs[child]->start_ns); });
     for (size_t i = 0; i < evs.size(); ++i) add(*evs[i], "CPU", std::max(0.0, self[i]));
   }
   for (const ProfiledEvent& e : events)
@@ -216,7 +215,8 @@ std::vector<StageRow> stage_table(const std::vector<ProfiledEvent>& events) {
   for (size_t i = 0; i < events.size(); ++i)
     if (flops[i] > 0) flop_ops[events[i].thread].push_back({&events[i], flops[i]});
   for (auto& [thread, ops] : flop_ops)
-    std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.first->start_ns < b.first->start_ns; });
+    std::sort(ops.begin(), ops.end(),
+              [](const auto& a, const auto& b) { return a.first->start_ns < b.first->start_ns; });
   auto flops_within = [&](const ProfiledEvent& range) {
     const auto& ops = flop_ops[range.thread];
     auto it = std::lower_bound(ops.begin(), ops.end(), range.start_ns,
@@ -231,9 +231,8 @@ std::vector<StageRow> stage_table(const std::vector<ProfiledEvent>& events) {
     const std::vector<const ProfiledEvent*> evs = outermost_per_stage(all);
     std::vector<double> excl(evs.size());
     for (size_t i = 0; i < evs.size(); ++i) excl[i] = ns_to_ms(evs[i]->end_ns - evs[i]->start_ns);
-    for_each_direct_child(evs, [&](size_t parent, size_t child) {
-      excl[parent] -= ns_to_ms(evs[child]->end_ns - evs[child]->start_ns);
-    });
+    for_each_direct_child(
+        evs, [&](size_t parent, size_t child) { excl[parent] -= ns_to_ms(evs[child]->end_ns - evs[child]->start_ns); });
     for (size_t i = 0; i < evs.size(); ++i) {
       const std::string name = stage_of(evs[i]->name);
       auto [it, fresh] = index.try_emplace(name, rows.size());
@@ -282,11 +281,13 @@ ProfileReport run_profile(const ProfileOptions& o) {
   pipe->generate(pipe->encode(o.prompt, o.negative_prompt), req);
 
   double total_ms = 0;
-  std::unique_ptr<torch::autograd::profiler::ProfilerResult> result =
-      profiled(pipe->device().is_cuda(), [&] {
+  std::unique_ptr<torch::autograd::profiler::ProfilerResult> result = profiled(
+      pipe->device().is_cuda(),
+      [&] {
         const Conditioning cond = pipe->encode(o.prompt, o.negative_prompt);
         pipe->generate(cond, req);
-      }, &total_ms);
+      },
+      &total_ms);
   if (!result || result->events().empty())
     throw std::runtime_error("profile: the profiler recorded no events (is Kineto compiled into this LibTorch?)");
 
@@ -332,8 +333,8 @@ std::string format_op_table(const std::vector<OpRow>& rows) {
 std::string format_stage_table(const std::vector<StageRow>& rows, double total_ms) {
   std::ostringstream s;
   char line[256];
-  std::snprintf(line, sizeof(line), "%-24s %7s %14s %14s %7s %11s\n", "stage", "calls", "exclusive ms",
-                "inclusive ms", "share", "GFLOP");
+  std::snprintf(line, sizeof(line), "%-24s %7s %14s %14s %7s %11s\n", "stage", "calls", "exclusive ms", "inclusive ms",
+                "share", "GFLOP");
   s << line;
   double sum = 0;
   for (const StageRow& r : rows) {
@@ -346,7 +347,8 @@ std::string format_stage_table(const std::vector<StageRow>& rows, double total_m
     s << line;
   }
   std::snprintf(line, sizeof(line), "%-24s %7s %14.3f %14s %6.1f%%\n", "(outside stages)", "",
-                std::max(0.0, total_ms - sum), "", total_ms > 0 ? 100.0 * std::max(0.0, total_ms - sum) / total_ms : 0.0);
+                std::max(0.0, total_ms - sum), "",
+                total_ms > 0 ? 100.0 * std::max(0.0, total_ms - sum) / total_ms : 0.0);
   s << line;
   std::snprintf(line, sizeof(line), "%-24s %7s %14.3f\n", "total (wall)", "", total_ms);
   s << line;

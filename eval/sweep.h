@@ -23,10 +23,10 @@ struct SweepOptions {
   std::vector<std::string> samplers;  ///< registry names or aliases
   std::vector<int64_t> steps;         ///< each >= 1
   std::vector<uint64_t> seeds = {0};
-  std::optional<double> cfg_scale;        ///< default: the model's
-  std::optional<int64_t> width, height;   ///< pixels; default: the model's
+  std::optional<double> cfg_scale;       ///< default: the model's
+  std::optional<int64_t> width, height;  ///< pixels; default: the model's
   std::optional<std::string> timestep_spacing;
-  SamplerOptions sampler_options;  ///< each key goes to the samplers that have it
+  SamplerOptions sampler_options;       ///< each key goes to the samplers that have it
   std::optional<PicardOptions> picard;  ///< applied to the swept runs, not the reference
   std::string reference;                ///< "SAMPLER:STEPS"; empty = default (see run_sweep)
   RuntimeOptions rt;
@@ -47,11 +47,11 @@ struct SweepRow {
   uint64_t seed = 0;
   int64_t nfe = 0, unet_calls = 0;
   std::optional<double> unet_flops;  ///< UNet FLOPs of the run (unet_rows × FLOPs per row); none for analytic models
-  double wall_ms = 0;      ///< sampling + decoding, milliseconds
-  double rmse_latent = 0;  ///< RMSE of the final sample against the reference's, model space
-  double rmse = 0;         ///< RMSE of the 8-bit images, on the [0, 1] scale (value / 255)
-  double psnr_db = 0;      ///< 20·log10(1 / rmse); +inf for identical images
-  double ssim = 0;         ///< SSIM of the 8-bit images (Wang et al. 2004)
+  double wall_ms = 0;                ///< sampling + decoding, milliseconds
+  double rmse_latent = 0;            ///< RMSE of the final sample against the reference's, model space
+  double rmse = 0;                   ///< RMSE of the 8-bit images, on the [0, 1] scale (value / 255)
+  double psnr_db = 0;                ///< 20·log10(1 / rmse); +inf for identical images
+  double ssim = 0;                   ///< SSIM of the 8-bit images (Wang et al. 2004)
 };
 
 /// What a sweep produced.

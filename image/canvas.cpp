@@ -94,8 +94,8 @@ void Canvas::text(int x, int y, const std::string& s, Rgb c, int scale) {
   std::vector<char> buf = ascii_copy(s);
   // About 270 bytes of vertices per glyph (stb_easy_font's own estimate).
   std::vector<FontVertex> verts(buf.size() * 24 + 64);
-  const int quads = stb_easy_font_print(0, 0, buf.data(), nullptr, verts.data(),
-                                        static_cast<int>(verts.size() * sizeof(FontVertex)));
+  const int quads =
+      stb_easy_font_print(0, 0, buf.data(), nullptr, verts.data(), static_cast<int>(verts.size() * sizeof(FontVertex)));
   for (int q = 0; q < quads; ++q) {
     const FontVertex* v = &verts[size_t(q) * 4];
     float minx = v[0].x, maxx = v[0].x, miny = v[0].y, maxy = v[0].y;

@@ -7,8 +7,8 @@
 namespace fewstep {
 
 ContactSheetLayout contact_sheet_layout(const std::vector<std::string>& row_labels,
-                                        const std::vector<std::string>& col_labels, int tile_width,
-                                        int tile_height, const std::string& title) {
+                                        const std::vector<std::string>& col_labels, int tile_width, int tile_height,
+                                        const std::string& title) {
   using L = ContactSheetLayout;
   if (row_labels.empty() || col_labels.empty()) throw std::invalid_argument("contact sheet: no rows or no columns");
   if (tile_width < 1 || tile_height < 1) throw std::invalid_argument("contact sheet: tile size must be at least 1x1");
@@ -29,8 +29,7 @@ ContactSheetLayout contact_sheet_layout(const std::vector<std::string>& row_labe
 }
 
 Canvas draw_contact_sheet(const std::vector<std::string>& row_labels, const std::vector<std::string>& col_labels,
-                          const std::vector<Image>& tiles, int tile_width, int tile_height,
-                          const std::string& title) {
+                          const std::vector<Image>& tiles, int tile_width, int tile_height, const std::string& title) {
   using L = ContactSheetLayout;
   const L l = contact_sheet_layout(row_labels, col_labels, tile_width, tile_height, title);
   if (tiles.size() != size_t(l.rows) * size_t(l.cols))
@@ -55,8 +54,8 @@ Canvas draw_contact_sheet(const std::vector<std::string>& row_labels, const std:
         continue;
       }
       if (t.width != tile_width || t.height != tile_height || !t.consistent())
-        throw std::invalid_argument("contact sheet: tile " + std::to_string(i) + "," + std::to_string(j) +
-                                    " is not " + std::to_string(tile_width) + "x" + std::to_string(tile_height) + " pixels");
+        throw std::invalid_argument("contact sheet: tile " + std::to_string(i) + "," + std::to_string(j) + " is not " +
+                                    std::to_string(tile_width) + "x" + std::to_string(tile_height) + " pixels");
       c.blit(l.cell_x(j), l.cell_y(i), t, l.scale);
     }
   }

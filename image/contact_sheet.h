@@ -30,14 +30,13 @@ struct ContactSheetLayout {
 /// columns of tile_width × tile_height images. Throws std::invalid_argument
 /// for no rows, no columns or a tile size below 1.
 ContactSheetLayout contact_sheet_layout(const std::vector<std::string>& row_labels,
-                                        const std::vector<std::string>& col_labels, int tile_width,
-                                        int tile_height, const std::string& title);
+                                        const std::vector<std::string>& col_labels, int tile_width, int tile_height,
+                                        const std::string& title);
 
 /// Draws the sheet. tiles: rows × cols images in row-major order, each
 /// tile_width × tile_height or empty (drawn as a blank cell with a frame).
 /// Throws std::invalid_argument on a tile count or size mismatch.
 Canvas draw_contact_sheet(const std::vector<std::string>& row_labels, const std::vector<std::string>& col_labels,
-                          const std::vector<Image>& tiles, int tile_width, int tile_height,
-                          const std::string& title);
+                          const std::vector<Image>& tiles, int tile_width, int tile_height, const std::string& title);
 
 }  // namespace fewstep

@@ -12,7 +12,8 @@ namespace fewstep {
 
 Image::Image(int w, int h, int c, uint8_t fill) : width(w), height(h), channels(c) {
   if (w < 0 || h < 0) throw std::invalid_argument("Image: negative size");
-  if (c != 1 && c != 3 && c != 4) throw std::invalid_argument("Image: channels must be 1, 3 or 4, got " + std::to_string(c));
+  if (c != 1 && c != 3 && c != 4)
+    throw std::invalid_argument("Image: channels must be 1, 3 or 4, got " + std::to_string(c));
   pixels.assign(size_t(w) * size_t(h) * size_t(c), fill);
 }
 

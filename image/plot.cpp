@@ -17,15 +17,17 @@ bool usable(double v, bool log_axis) { return std::isfinite(v) && (!log_axis || 
 
 std::string format_tick(double v) {
   char buf[32];
-  if (v != 0 && (std::abs(v) >= 1e5 || std::abs(v) < 1e-3)) std::snprintf(buf, sizeof(buf), "%.0e", v);
-  else std::snprintf(buf, sizeof(buf), "%g", v);
+  if (v != 0 && (std::abs(v) >= 1e5 || std::abs(v) < 1e-3))
+    std::snprintf(buf, sizeof(buf), "%.0e", v);
+  else
+    std::snprintf(buf, sizeof(buf), "%g", v);
   return buf;
 }
 
 /// An axis range and its ticks, in data units.
 struct Axis {
   bool log = false;
-  double lo = 0, hi = 1;  ///< in axis units (log10 of data when log)
+  double lo = 0, hi = 1;      ///< in axis units (log10 of data when log)
   std::vector<double> ticks;  ///< data values
   double to_axis(double v) const { return log ? std::log10(v) : v; }
 };
@@ -65,7 +67,8 @@ void draw_panel(Canvas& c, int ox, int oy, int w, int h, const PlotPanel& p) {
 
   double xlo = std::numeric_limits<double>::infinity(), xhi = -xlo, ylo = xlo, yhi = -xlo;
   for (const PlotSeries& s : p.series) {
-    if (s.x.size() != s.y.size()) throw std::invalid_argument("draw_plot: series '" + s.label + "' has x and y of different lengths");
+    if (s.x.size() != s.y.size())
+      throw std::invalid_argument("draw_plot: series '" + s.label + "' has x and y of different lengths");
     for (size_t i = 0; i < s.x.size(); ++i) {
       if (!usable(s.x[i], p.log_x) || !usable(s.y[i], p.log_y)) continue;
       xlo = std::min(xlo, s.x[i]), xhi = std::max(xhi, s.x[i]);
@@ -121,7 +124,8 @@ Canvas draw_plot(const std::vector<PlotPanel>& panels, int panel_width, int pane
   const std::vector<PlotSeries>& legend = panels.front().series;
   const int legend_rows = static_cast<int>((legend.size() + 3) / 4);
   Canvas c(panel_width * static_cast<int>(panels.size()), panel_height + 8 + legend_rows * 18);
-  for (size_t i = 0; i < panels.size(); ++i) draw_panel(c, static_cast<int>(i) * panel_width, 0, panel_width, panel_height, panels[i]);
+  for (size_t i = 0; i < panels.size(); ++i)
+    draw_panel(c, static_cast<int>(i) * panel_width, 0, panel_width, panel_height, panels[i]);
   // Legend: four entries per row, a colour swatch and the label.
   const int col_w = c.width() / 4;
   for (size_t k = 0; k < legend.size(); ++k) {

@@ -44,8 +44,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 
 /// As attention(), writing into `out` (q's shape, dtype and device; any
 /// strides) and returning it. Every element of `out` is overwritten.
-at::Tensor& attention_out(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale,
-                          at::Tensor& out);
+at::Tensor& attention_out(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale, at::Tensor& out);
 
 /// Rewrites attention in a TorchScript graph into fewstep::attention:
 ///  - aten::scaled_dot_product_attention with attn_mask None, dropout_p 0,

@@ -22,8 +22,7 @@ using AttentionLauncher = std::function<void(const AttentionParams&)>;
 /// dims, seq_k of k and v, head dim (1 to 256), seq_k ≥ 1,
 /// dtype (float32 on CPU; float16/bfloat16/float32 on CUDA; all equal),
 /// device (all on the backend's device) and a contiguous last dim.
-void check_attention_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            AttentionBackend backend);
+void check_attention_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, AttentionBackend backend);
 
 /// The op body shared by both backends: checks the inputs and `out`
 /// (q's shape, dtype and device), fills AttentionParams and calls `launch`.

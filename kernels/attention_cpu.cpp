@@ -13,9 +13,8 @@ namespace fewstep {
 namespace {
 
 void launch_cpu(const AttentionParams& params) {
-  at::parallel_for(0, cpu::flash_attention_work_items(params), 1, [&](int64_t begin, int64_t end) {
-    cpu::flash_attention_forward(params, begin, end);
-  });
+  at::parallel_for(0, cpu::flash_attention_work_items(params), 1,
+                   [&](int64_t begin, int64_t end) { cpu::flash_attention_forward(params, begin, end); });
 }
 
 at::Tensor attention_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale) {

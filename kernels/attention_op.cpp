@@ -20,9 +20,7 @@ TORCH_LIBRARY(fewstep, m) {
 namespace fewstep {
 namespace {
 
-[[noreturn]] void fail(const std::string& constraint) {
-  throw AttentionError("fewstep::attention: " + constraint);
-}
+[[noreturn]] void fail(const std::string& constraint) { throw AttentionError("fewstep::attention: " + constraint); }
 
 std::string shape_of(const at::Tensor& t) {
   std::ostringstream s;
@@ -64,8 +62,8 @@ at::Tensor kernel_layout(const at::Tensor& t, detail::AttentionBackend backend) 
   return at::empty(t.sizes(), t.options()).copy_(t);
 }
 
-AttentionParams make_params(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            const at::Tensor& out, double scale) {
+AttentionParams make_params(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+                            double scale) {
   AttentionParams p;
   p.q = q.data_ptr();
   p.k = k.data_ptr();
@@ -88,9 +86,15 @@ AttentionParams make_params(const at::Tensor& q, const at::Tensor& k, const at::
   strides(out, p.out_batch_stride, p.out_head_stride, p.out_row_stride);
   p.scale = static_cast<float>(scale);
   switch (q.scalar_type()) {
-    case at::kHalf: p.dtype = AttentionDtype::f16; break;
-    case at::kBFloat16: p.dtype = AttentionDtype::bf16; break;
-    default: p.dtype = AttentionDtype::f32; break;
+    case at::kHalf:
+      p.dtype = AttentionDtype::f16;
+      break;
+    case at::kBFloat16:
+      p.dtype = AttentionDtype::bf16;
+      break;
+    default:
+      p.dtype = AttentionDtype::f32;
+      break;
   }
   return p;
 }
@@ -108,8 +112,7 @@ void check_out(const at::Tensor& q, const at::Tensor& out) {
 
 namespace detail {
 
-void check_attention_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            AttentionBackend backend) {
+void check_attention_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, AttentionBackend backend) {
   check_defined(q, "q");
   check_defined(k, "k");
   check_defined(v, "v");
@@ -188,16 +191,16 @@ at::Tensor& attention_out_impl(const at::Tensor& q, const at::Tensor& k, const a
     const int64_t pad = kHeadDimMultiple - head_dim % kHeadDimMultiple;
     const at::Tensor qp = at::constant_pad_nd(q, {0, pad});
     at::Tensor target = at::empty(qp.sizes(), qp.options());
-    attention_out_impl(qp, at::constant_pad_nd(k, {0, pad}), at::constant_pad_nd(v, {0, pad}), scale, target,
-                       backend, launch);
+    attention_out_impl(qp, at::constant_pad_nd(k, {0, pad}), at::constant_pad_nd(v, {0, pad}), scale, target, backend,
+                       launch);
     out.copy_(target.narrow(-1, 0, head_dim));
     return out;
   }
   const at::Tensor qx = kernel_layout(q, backend);
   const at::Tensor kx = kernel_layout(k, backend);
   const at::Tensor vx = kernel_layout(v, backend);
-  const bool out_direct = out.stride(-1) == 1 && !out.is_alias_of(q) && !out.is_alias_of(k) &&
-                          !out.is_alias_of(v) && (!needs_16b_rows(q, backend) || rows_are_16b_aligned(out));
+  const bool out_direct = out.stride(-1) == 1 && !out.is_alias_of(q) && !out.is_alias_of(k) && !out.is_alias_of(v) &&
+                          (!needs_16b_rows(q, backend) || rows_are_16b_aligned(out));
   at::Tensor target = out_direct ? out : at::empty(q.sizes(), q.options());
   launch(make_params(qx, kx, vx, target, scale));
   if (!out_direct) out.copy_(target);

@@ -54,8 +54,8 @@ bool is_constant(const Value* v, double x) {
 
 bool is_number(const Value* v) {
   const c10::TypeKind kind = v->type()->kind();
-  return kind == c10::TypeKind::FloatType || kind == c10::TypeKind::IntType ||
-         kind == c10::TypeKind::NumberType || constant_number(v).has_value();
+  return kind == c10::TypeKind::FloatType || kind == c10::TypeKind::IntType || kind == c10::TypeKind::NumberType ||
+         constant_number(v).has_value();
 }
 
 bool only_use_is(const Value* v, const Node* user) { return v->uses().size() == 1 && v->uses()[0].user == user; }

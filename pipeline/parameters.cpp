@@ -8,8 +8,8 @@
 
 namespace fewstep {
 
-std::string format_parameters(const std::string& prompt, const std::string& negative_prompt,
-                              const GenerateRequest& req, const std::string& model_name) {
+std::string format_parameters(const std::string& prompt, const std::string& negative_prompt, const GenerateRequest& req,
+                              const std::string& model_name) {
   std::ostringstream s;
   s << prompt << "\n";
   if (!negative_prompt.empty()) s << "Negative prompt: " << negative_prompt << "\n";

@@ -15,7 +15,7 @@ namespace fewstep {
 /// S is the registry name (aliases resolved). With req.init_noise, "Seed: N"
 /// becomes "Initial noise: from file", followed by the seed only when the
 /// sampler draws step noise from it. Throws nothing.
-std::string format_parameters(const std::string& prompt, const std::string& negative_prompt,
-                              const GenerateRequest& req, const std::string& model_name);
+std::string format_parameters(const std::string& prompt, const std::string& negative_prompt, const GenerateRequest& req,
+                              const std::string& model_name);
 
 }  // namespace fewstep

@@ -22,9 +22,7 @@ namespace fewstep {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 /// Rough activation-memory estimate for one UNet call (documented in the
 /// README): 6 KiB per model-space pixel per batch row.
@@ -48,7 +46,8 @@ at::ScalarType parse_dtype(const std::string& n) {
 std::unique_ptr<Pipeline> Pipeline::load(const std::string& model, const RuntimeOptions& rt) {
   const auto t0 = Clock::now();
   std::unique_ptr<Pipeline> p(new Pipeline());
-  at::set_num_threads(rt.threads > 0 ? rt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  at::set_num_threads(rt.threads > 0 ? rt.threads
+                                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   // The profiling graph executor spends its first calls profiling and
   // re-optimising; a CLI run makes only a handful of calls, so run the
   // graphs as loaded.
@@ -72,8 +71,8 @@ std::unique_ptr<Pipeline> Pipeline::load(const std::string& model, const Runtime
     try {
       find_sampler(name);
     } catch (const SamplerError& e) {
-      throw ModelError((std::filesystem::path(model) / "model.json").string() + ": field 'defaults.sampler': " +
-                       e.what());
+      throw ModelError((std::filesystem::path(model) / "model.json").string() +
+                       ": field 'defaults.sampler': " + e.what());
     }
   }
   p->manifest_ = std::move(loaded.manifest);

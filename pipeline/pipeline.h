@@ -20,9 +20,9 @@ namespace fewstep {
 
 /// Where and how the model runs.
 struct RuntimeOptions {
-  std::string device = "cpu";      ///< cpu | cuda | cuda:N
-  std::string dtype = "fp32";      ///< fp32 | fp16 | bf16 (CUDA) | fp64 (analytic models only)
-  int threads = 0;                 ///< LibTorch intra-op threads; 0 = all cores
+  std::string device = "cpu";       ///< cpu | cuda | cuda:N
+  std::string dtype = "fp32";       ///< fp32 | fp16 | bf16 (CUDA) | fp64 (analytic models only)
+  int threads = 0;                  ///< LibTorch intra-op threads; 0 = all cores
   std::string attention = "fused";  ///< fused | native
 };
 

@@ -36,8 +36,7 @@ std::vector<uint8_t> encode_npy(const at::Tensor& t_in) {
 at::Tensor read_npy_float32(const std::filesystem::path& file) {
   const std::string f = file.string();
   NpyArray a = parse_npy(read_file_bytes(file), f);
-  if (a.descr != "<f4" && a.descr != "=f4")
-    throw FileError(f + ": dtype is " + a.descr + ", expected float32 ('<f4')");
+  if (a.descr != "<f4" && a.descr != "=f4") throw FileError(f + ": dtype is " + a.descr + ", expected float32 ('<f4')");
   at::Tensor t = at::empty(a.shape, at::kFloat);
   std::memcpy(t.data_ptr(), a.data.data(), a.data.size());
   return t;

@@ -42,9 +42,8 @@ SamplerInfo ddpm_sampler() {
   info.order = 1;
   info.stochastic = true;
   info.family = "ddim";
-  info.options = {eta_option(1.0),
-                  choice_option("variance_type", "fixed_small", {"fixed_small", "fixed_large"},
-                                "posterior variance beta-tilde (fixed_small) or beta (fixed_large)")};
+  info.options = {eta_option(1.0), choice_option("variance_type", "fixed_small", {"fixed_small", "fixed_large"},
+                                                 "posterior variance beta-tilde (fixed_small) or beta (fixed_large)")};
   for (auto& o : schedule_options()) info.options.push_back(o);
   info.help = "DDPM ancestral sampling (Ho et al. 2020, Alg. 2)";
   info.step_rule = ddpm_step;

@@ -28,9 +28,8 @@ int dpm_multistep_order(const Schedule& sc, int64_t i, const DpmMultistepSetting
   return std::max(order, 1);
 }
 
-at::Tensor dpm_multistep_update(const Schedule& sc, int64_t i, const at::Tensor& x,
-                                const std::vector<at::Tensor>& d, int order,
-                                const DpmMultistepSettings& s, const at::Tensor* noise) {
+at::Tensor dpm_multistep_update(const Schedule& sc, int64_t i, const at::Tensor& x, const std::vector<at::Tensor>& d,
+                                int order, const DpmMultistepSettings& s, const at::Tensor* noise) {
   // Lu et al. 2022 (DPM-Solver++) Eq. 5 for order 1, Alg. 2 for order 2
   // (midpoint; heun is diffusers' variant), the multistep 3rd order of
   // diffusers' DPMSolverMultistepScheduler; the SDE form (Lu et al. 2022 §5,
@@ -39,8 +38,8 @@ at::Tensor dpm_multistep_update(const Schedule& sc, int64_t i, const at::Tensor&
   const double lam_t = lambda_at(sc, i + 1), lam_0 = lambda_at(sc, i);
   const double h = lam_t - lam_0;
   const double eta_h = s.eta > 0 ? s.eta * h : 0.0;
-  const double hh = h + eta_h;                  // (1+η)h
-  const double phi1 = -std::expm1(-hh);         // 1 - e^{-(1+η)h}
+  const double hh = h + eta_h;           // (1+η)h
+  const double phi1 = -std::expm1(-hh);  // 1 - e^{-(1+η)h}
   const double x_coef = s_t > 0 ? (s_t / s_0) * std::exp(-eta_h) : 0.0;
   at::Tensor out = x_coef * x + (a_t * phi1) * d[0];
   if (order >= 2) {
@@ -54,7 +53,7 @@ at::Tensor dpm_multistep_update(const Schedule& sc, int64_t i, const at::Tensor&
       const at::Tensor d1_1 = (d[1] - d[2]) / r1;
       const at::Tensor d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1);
       const at::Tensor d2 = (d1_0 - d1_1) / (r0 + r1);
-      const double em1 = std::expm1(-hh);       // e^{-h} - 1 (η = 0 for the 3rd order)
+      const double em1 = std::expm1(-hh);  // e^{-h} - 1 (η = 0 for the 3rd order)
       out = out + (a_t * (em1 / hh + 1.0)) * d1 - (a_t * ((em1 + hh) / (hh * hh) - 0.5)) * d2;
     }
   }

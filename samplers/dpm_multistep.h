@@ -11,11 +11,11 @@
 namespace fewstep::detail {
 
 struct DpmMultistepSettings {
-  int order = 2;                       ///< solver_order 1..3
-  bool heun = false;                   ///< solver_type heun (else midpoint)
-  bool lower_order_final = true;       ///< lower orders on the last steps when steps < 15
-  bool euler_at_final = false;         ///< first order on the last step
-  double eta = 0.0;                    ///< 0: ODE; 1: diffusers' sde-dpmsolver++
+  int order = 2;                  ///< solver_order 1..3
+  bool heun = false;              ///< solver_type heun (else midpoint)
+  bool lower_order_final = true;  ///< lower orders on the last steps when steps < 15
+  bool euler_at_final = false;    ///< first order on the last step
+  double eta = 0.0;               ///< 0: ODE; 1: diffusers' sde-dpmsolver++
 };
 
 /// Reads solver_order (or `default_order` when absent), solver_type,
@@ -32,9 +32,8 @@ int dpm_multistep_order(const Schedule& sc, int64_t i, const DpmMultistepSetting
 /// One multistep update from point i to i+1. `d` holds the data predictions
 /// at points i, i-1, i-2 (newest first; at least `order` of them). `noise` is
 /// step i's Gaussian noise (needed when eta > 0).
-at::Tensor dpm_multistep_update(const Schedule& sc, int64_t i, const at::Tensor& x,
-                                const std::vector<at::Tensor>& d, int order,
-                                const DpmMultistepSettings& s, const at::Tensor* noise);
+at::Tensor dpm_multistep_update(const Schedule& sc, int64_t i, const at::Tensor& x, const std::vector<at::Tensor>& d,
+                                int order, const DpmMultistepSettings& s, const at::Tensor* noise);
 
 /// Sequential run: one NFE per step.
 at::Tensor run_dpm_multistep(SamplerContext& ctx, at::Tensor x, int default_order);

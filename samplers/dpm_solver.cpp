@@ -21,14 +21,28 @@ std::vector<int> order_list(int64_t steps, int order, bool lower_order_final, bo
     for (int64_t i = 0; i < times; ++i) o.insert(o.end(), block);
   };
   if (order == 3) {
-    if (!lower_order_final) repeat({1, 2, 3}, steps / 3);
-    else if (steps % 3 == 0) { repeat({1, 2, 3}, steps / 3 - 1); o.insert(o.end(), {1, 2, 1}); }
-    else if (steps % 3 == 1) { repeat({1, 2, 3}, steps / 3); o.push_back(1); }
-    else { repeat({1, 2, 3}, steps / 3); o.insert(o.end(), {1, 2}); }
+    if (!lower_order_final)
+      repeat({1, 2, 3}, steps / 3);
+    else if (steps % 3 == 0) {
+      repeat({1, 2, 3}, steps / 3 - 1);
+      o.insert(o.end(), {1, 2, 1});
+    } else if (steps % 3 == 1) {
+      repeat({1, 2, 3}, steps / 3);
+      o.push_back(1);
+    } else {
+      repeat({1, 2, 3}, steps / 3);
+      o.insert(o.end(), {1, 2});
+    }
   } else if (order == 2) {
-    if (!lower_order_final) repeat({1, 2}, steps / 2);
-    else if (steps % 2 == 0) { repeat({1, 2}, steps / 2 - 1); o.insert(o.end(), {1, 1}); }
-    else { repeat({1, 2}, steps / 2); o.push_back(1); }
+    if (!lower_order_final)
+      repeat({1, 2}, steps / 2);
+    else if (steps % 2 == 0) {
+      repeat({1, 2}, steps / 2 - 1);
+      o.insert(o.end(), {1, 1});
+    } else {
+      repeat({1, 2}, steps / 2);
+      o.push_back(1);
+    }
   } else {
     repeat({1}, steps);
   }
@@ -70,8 +84,7 @@ at::Tensor singlestep_update(const Schedule& sc, int64_t i, int k, const at::Ten
     at::Tensor x = (s_t > 0 ? s_t / s_b : 0.0) * x_b - (a_t * em1) * d0;
     if (k == 2) x = x + (s.heun ? a_t * (em1 / h + 1.0) : -0.5 * a_t * em1) * d1;
     if (k == 3 && !s.heun) x = x + (a_t * (em1 / h + 1.0)) * d1_last;
-    if (k == 3 && s.heun)
-      x = x + (a_t * (em1 / h + 1.0)) * d1 - (a_t * ((em1 + h) / (h * h) - 0.5)) * d2;
+    if (k == 3 && s.heun) x = x + (a_t * (em1 / h + 1.0)) * d1 - (a_t * ((em1 + h) / (h * h) - 0.5)) * d2;
     return x;
   }
   const double ep1 = a_t * s_b / a_b - s_t;  // σ_t·(e^{h} - 1)
@@ -80,8 +93,7 @@ at::Tensor singlestep_update(const Schedule& sc, int64_t i, int k, const at::Ten
     const double eh = std::expm1(h);  // e^{h} - 1
     if (k == 2) x = x - (s.heun ? s_t * (eh / h - 1.0) : 0.5 * ep1) * d1;
     if (k == 3 && !s.heun) x = x - (s_t * (eh / h - 1.0)) * d1_last;
-    if (k == 3 && s.heun)
-      x = x - (s_t * (eh / h - 1.0)) * d1 - (s_t * ((eh - h) / (h * h) - 0.5)) * d2;
+    if (k == 3 && s.heun) x = x - (s_t * (eh / h - 1.0)) * d1 - (s_t * ((eh - h) / (h * h) - 0.5)) * d2;
   }
   return x;
 }

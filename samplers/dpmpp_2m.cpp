@@ -12,7 +12,8 @@ SamplerInfo dpmpp_2m_sampler() {
   info.stochastic = false;
   info.family = "dpm";
   info.options = detail::dpm_multistep_options(2, false);
-  info.help = "DPM-Solver++(2M) (Lu et al. 2022, Alg. 2); data prediction, one NFE per step; solver_order=3 gives dpmpp_3m";
+  info.help =
+      "DPM-Solver++(2M) (Lu et al. 2022, Alg. 2); data prediction, one NFE per step; solver_order=3 gives dpmpp_3m";
   info.step_rule = [](const StepInput& in) { return detail::dpm_multistep_rule(in, 2); };
   info.run = [](SamplerContext& ctx, at::Tensor x) { return detail::run_dpm_multistep(ctx, x, 2); };
   return info;

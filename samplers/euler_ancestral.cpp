@@ -42,9 +42,7 @@ SamplerInfo euler_ancestral_sampler() {
   for (auto& o : schedule_options()) info.options.push_back(o);
   info.help = "Euler ancestral: Euler step to sigma_down, then fresh noise to the next sigma";
   info.step_rule = euler_ancestral_step;
-  info.run = [](SamplerContext& ctx, at::Tensor x) {
-    return detail::run_step_rule(ctx, x, euler_ancestral_step);
-  };
+  info.run = [](SamplerContext& ctx, at::Tensor x) { return detail::run_step_rule(ctx, x, euler_ancestral_step); };
   return info;
 }
 

@@ -158,8 +158,7 @@ std::string check_option_value(const SamplerOptionInfo& info, const std::string&
   return value;
 }
 
-SamplerOptionInfo choice_option(std::string name, std::string def, std::vector<std::string> choices,
-                                std::string help) {
+SamplerOptionInfo choice_option(std::string name, std::string def, std::vector<std::string> choices, std::string help) {
   return {std::move(name), std::move(def), std::move(help), OptionKind::choice, std::move(choices)};
 }
 
@@ -168,7 +167,7 @@ SamplerOptionInfo bool_option(std::string name, bool def, std::string help) {
 }
 
 SamplerOptionInfo int_option(std::string name, int64_t def, int64_t min, int64_t max, std::string help) {
-  return {std::move(name), std::to_string(def), std::move(help), OptionKind::integer, {},
+  return {std::move(name),          std::to_string(def),     std::move(help), OptionKind::integer, {},
           static_cast<double>(min), static_cast<double>(max)};
 }
 
@@ -189,10 +188,16 @@ std::vector<SamplerOptionInfo> schedule_options() {
       choice_option("sigma_spacing", "", {"none", "karras", "exponential", "simple"},
                     "replace the timestep spacing's sigmas (Karras et al. 2022 Eq. 5, geometric, or "
                     "k-diffusion's simple; default: the scheduler config's, else none)"),
-      {"timesteps", "", "user-given descending model timesteps (comma list); overrides steps",
-       OptionKind::real_list, {}},
-      {"sigmas", "", "user-given descending sigmas (sigma/alpha, or t for flow; comma list); overrides steps",
-       OptionKind::real_list, {}},
+      {"timesteps",
+       "",
+       "user-given descending model timesteps (comma list); overrides steps",
+       OptionKind::real_list,
+       {}},
+      {"sigmas",
+       "",
+       "user-given descending sigmas (sigma/alpha, or t for flow; comma list); overrides steps",
+       OptionKind::real_list,
+       {}},
   };
 }
 

@@ -26,8 +26,7 @@ std::vector<double> option_list(const SamplerOptions& o, const std::string& key)
 std::string check_option_value(const SamplerOptionInfo& info, const std::string& value);
 
 /// Registry-row builders, so each sampler's table stays one line per option.
-SamplerOptionInfo choice_option(std::string name, std::string def, std::vector<std::string> choices,
-                                std::string help);
+SamplerOptionInfo choice_option(std::string name, std::string def, std::vector<std::string> choices, std::string help);
 SamplerOptionInfo bool_option(std::string name, bool def, std::string help);
 SamplerOptionInfo int_option(std::string name, int64_t def, int64_t min, int64_t max, std::string help);
 SamplerOptionInfo real_option(std::string name, double def, double min, double max, std::string help);

@@ -42,8 +42,8 @@ NoiseLevels window_levels(const Schedule& sc, int64_t begin, int64_t end, int64_
 
 }  // namespace
 
-at::Tensor picard_sample(const SamplerInfo& info, SamplerContext& ctx, at::Tensor x,
-                         const PicardOptions& picard, SampleStats* stats) {
+at::Tensor picard_sample(const SamplerInfo& info, SamplerContext& ctx, at::Tensor x, const PicardOptions& picard,
+                         SampleStats* stats) {
   if (!info.step_rule) throw SamplerError("sampler '" + info.name + "' has no Picard form");
   if (picard.window < 1 || !(picard.tol > 0)) throw SamplerError("picard: window must be >= 1 and tol > 0");
   const Schedule& sc = ctx.schedule;

@@ -20,9 +20,9 @@ std::string valid_keys(const SamplerInfo& info) {
 
 const std::vector<SamplerInfo>& sampler_registry() {
   static const std::vector<SamplerInfo> registry = {
-      ddim_sampler(),     ddpm_sampler(),     euler_sampler(),        euler_ancestral_sampler(),
-      heun_sampler(),     dpmpp_2m_sampler(), dpmpp_3m_sampler(),     dpmpp_2m_sde_sampler(),
-      dpm_solver_sampler(), unipc_sampler(),  lcm_sampler(),
+      ddim_sampler(),       ddpm_sampler(),     euler_sampler(),    euler_ancestral_sampler(),
+      heun_sampler(),       dpmpp_2m_sampler(), dpmpp_3m_sampler(), dpmpp_2m_sde_sampler(),
+      dpm_solver_sampler(), unipc_sampler(),    lcm_sampler(),
   };
   return registry;
 }

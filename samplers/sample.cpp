@@ -21,8 +21,7 @@ PicardOptions parse_picard(const std::string& spec) {
     throw SamplerError("--parallel '" + spec + "': expected picard:window=P,tol=T[,max_rounds=R]");
   std::string rest = spec.substr(head.size());
   if (rest.empty()) return p;
-  if (rest[0] != ':')
-    throw SamplerError("--parallel '" + spec + "': expected picard:window=P,tol=T[,max_rounds=R]");
+  if (rest[0] != ':') throw SamplerError("--parallel '" + spec + "': expected picard:window=P,tol=T[,max_rounds=R]");
   std::stringstream in(rest.substr(1));
   std::string item;
   while (std::getline(in, item, ',')) {
@@ -33,8 +32,8 @@ PicardOptions parse_picard(const std::string& spec) {
     if (key == "window" || key == "max_rounds") {
       const long long v = std::strtoll(value.c_str(), &end, 10);
       if (value.empty() || *end || errno || v < (key == "window" ? 1 : 0))
-        throw SamplerError("--parallel picard: " + key + "='" + value + "' must be an integer >= " +
-                           (key == "window" ? "1" : "0"));
+        throw SamplerError("--parallel picard: " + key + "='" + value +
+                           "' must be an integer >= " + (key == "window" ? "1" : "0"));
       (key == "window" ? p.window : p.max_rounds) = v;
     } else if (key == "tol") {
       const double v = std::strtod(value.c_str(), &end);
@@ -59,10 +58,9 @@ bool draws_step_noise(const SamplerInfo& info, const SamplerOptions& resolved) {
   return info.stochastic;
 }
 
-at::Tensor sample(const SamplerInfo& info, const Schedule& schedule, Denoiser& denoiser,
-                  const at::Tensor& unit_noise, const SamplerOptions& resolved, uint64_t seed,
-                  const StepCallback& cb, const std::optional<PicardOptions>& picard,
-                  SampleStats* stats) {
+at::Tensor sample(const SamplerInfo& info, const Schedule& schedule, Denoiser& denoiser, const at::Tensor& unit_noise,
+                  const SamplerOptions& resolved, uint64_t seed, const StepCallback& cb,
+                  const std::optional<PicardOptions>& picard, SampleStats* stats) {
   const auto dtype = unit_noise.scalar_type();
   if (dtype != at::kFloat && dtype != at::kDouble)
     throw SamplerError("sampler math runs in float32 or float64; the initial noise has another dtype");

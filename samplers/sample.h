@@ -51,14 +51,13 @@ bool draws_step_noise(const SamplerInfo& info, const SamplerOptions& resolved);
 /// (x0 itself when the final sigma is 0). `cb` may be empty; `stats` may be null.
 /// Throws SamplerError for a bad dtype, an empty schedule, or Picard on a
 /// sampler without a step rule.
-at::Tensor sample(const SamplerInfo& info, const Schedule& schedule, Denoiser& denoiser,
-                  const at::Tensor& unit_noise, const SamplerOptions& resolved, uint64_t seed,
-                  const StepCallback& cb, const std::optional<PicardOptions>& picard,
-                  SampleStats* stats);
+at::Tensor sample(const SamplerInfo& info, const Schedule& schedule, Denoiser& denoiser, const at::Tensor& unit_noise,
+                  const SamplerOptions& resolved, uint64_t seed, const StepCallback& cb,
+                  const std::optional<PicardOptions>& picard, SampleStats* stats);
 
 /// Picard iteration itself (picard.cpp), x at point 0 given. Returns x at
 /// point N; adds its rounds and point evaluations to `stats` when non-null.
-at::Tensor picard_sample(const SamplerInfo& info, SamplerContext& ctx, at::Tensor x,
-                         const PicardOptions& picard, SampleStats* stats);
+at::Tensor picard_sample(const SamplerInfo& info, SamplerContext& ctx, at::Tensor x, const PicardOptions& picard,
+                         SampleStats* stats);
 
 }  // namespace fewstep

@@ -46,8 +46,8 @@ struct SchedulerConfig {
   /// "", "karras", "exponential" or "simple": replaces the spacing's sigmas.
   std::string sigma_spacing;
   std::string final_sigmas_type = "zero";  ///< zero | sigma_min
-  std::vector<double> custom_timesteps;  ///< user-given, descending
-  std::vector<double> custom_sigmas;     ///< user-given, descending (σ_t/α_t, or t for flow)
+  std::vector<double> custom_timesteps;    ///< user-given, descending
+  std::vector<double> custom_sigmas;       ///< user-given, descending (σ_t/α_t, or t for flow)
 };
 
 /// Inference schedule: values only. N steps visit points 0..N-1 and end at
@@ -85,8 +85,8 @@ class Denoiser {
   virtual ~Denoiser() = default;
   /// x: [R, C, H, W]; levels: R rows. Returns x0 and ε, shaped like x.
   virtual DenoiserOutput operator()(const at::Tensor& x, const NoiseLevels& levels) = 0;
-  int64_t nfe = 0;        ///< denoiser evaluations (a CFG pair counts once)
-  int64_t rows = 0;       ///< rows evaluated, summed over calls
+  int64_t nfe = 0;   ///< denoiser evaluations (a CFG pair counts once)
+  int64_t rows = 0;  ///< rows evaluated, summed over calls
 };
 
 /// Per-step Gaussian noise for stochastic samplers, drawn from one seeded CPU
@@ -98,8 +98,7 @@ class StepNoise {
   /// draws of `shape` discarded first. With skip = 1 the step noise continues
   /// the stream whose first draw was the initial noise (the pipeline's case),
   /// as diffusers does with one torch.Generator, instead of repeating it.
-  StepNoise(std::vector<int64_t> shape, uint64_t seed, at::ScalarType dtype = at::kFloat,
-            int64_t skip = 0);
+  StepNoise(std::vector<int64_t> shape, uint64_t seed, at::ScalarType dtype = at::kFloat, int64_t skip = 0);
   /// Noise for step i (draws steps up to i on first use). [shape] on CPU.
   const at::Tensor& at_step(int64_t i);
 

@@ -16,9 +16,7 @@ double round_half_even(double v) { return std::nearbyint(v); }
 // λ = log(ᾱ) - log(1 - ᾱ), the log-SNR of a VP point (Kingma et al. 2021).
 double log_snr(double ac) { return std::log(ac) - std::log1p(-ac); }
 
-NoisePoint vp_point_from_ac(double timestep, double ac) {
-  return {timestep, std::sqrt(ac), std::sqrt(1.0 - ac)};
-}
+NoisePoint vp_point_from_ac(double timestep, double ac) { return {timestep, std::sqrt(ac), std::sqrt(1.0 - ac)}; }
 
 // numpy.linspace(start, stop, n): start + i·(stop-start)/(n-1), the last
 // value exactly stop; n = 1 gives [start].
@@ -65,8 +63,7 @@ double k_sigma_at_index(const at::Tensor& ac, int64_t i) {
 }
 
 // The points 0..N-1 of a spacing given by k-diffusion sigmas (VP) or flow t.
-std::vector<NoisePoint> points_from_sigmas(const std::vector<double>& s, bool flow,
-                                           const at::Tensor& ac, int64_t T) {
+std::vector<NoisePoint> points_from_sigmas(const std::vector<double>& s, bool flow, const at::Tensor& ac, int64_t T) {
   std::vector<NoisePoint> p;
   for (double v : s) p.push_back(flow ? flow_point(v, T) : vp_point_at_k_sigma(ac, v));
   return p;
@@ -83,8 +80,9 @@ std::vector<NoisePoint> strictly_decreasing(const std::vector<NoisePoint>& in) {
     if (out.empty() || below(in[i], out.back())) out.push_back(in[i]);
   while (out.size() > 1 && !below(in.back(), out.back())) out.pop_back();
   if (!out.empty() && !below(in.back(), out.back()))
-    throw SamplerError("schedule has no step: its first point already sits at the final sigma "
-                       "(e.g. 1 linspace step with final_sigmas_type=sigma_min); use final_sigmas_type=zero");
+    throw SamplerError(
+        "schedule has no step: its first point already sits at the final sigma "
+        "(e.g. 1 linspace step with final_sigmas_type=sigma_min); use final_sigmas_type=zero");
   out.push_back(in.back());
   return out;
 }
@@ -128,13 +126,11 @@ std::vector<double> lcm_timesteps(int64_t steps, int64_t T, int64_t original_ste
                        std::to_string(original_steps) + "); raise original_inference_steps");
   const int64_t k = T / original_steps;
   std::vector<double> origin(static_cast<size_t>(original_steps));
-  for (int64_t i = 0; i < original_steps; ++i)
-    origin[original_steps - 1 - i] = static_cast<double>((i + 1) * k - 1);
+  for (int64_t i = 0; i < original_steps; ++i) origin[original_steps - 1 - i] = static_cast<double>((i + 1) * k - 1);
   std::vector<double> t;
   for (int64_t i = 0; i < steps; ++i) {
-    const auto idx = static_cast<int64_t>(std::floor(static_cast<double>(i) *
-                                                     static_cast<double>(original_steps) /
-                                                     static_cast<double>(steps)));
+    const auto idx = static_cast<int64_t>(
+        std::floor(static_cast<double>(i) * static_cast<double>(original_steps) / static_cast<double>(steps)));
     t.push_back(origin[idx]);
   }
   return t;
@@ -176,8 +172,7 @@ at::Tensor training_betas(const SchedulerConfig& cfg) {
                        "' (valid: linear, scaled_linear, squaredcos_cap_v2, or trained_betas)");
   }
   const double lo = betas.min().item<double>(), hi = betas.max().item<double>();
-  if (!(lo > 0) || !(hi <= 1))
-    throw SamplerError("betas must lie in (0, 1]; check beta_start/beta_end/trained_betas");
+  if (!(lo > 0) || !(hi <= 1)) throw SamplerError("betas must lie in (0, 1]; check beta_start/beta_end/trained_betas");
   return betas;
 }
 
@@ -269,8 +264,8 @@ std::string default_timestep_spacing(const std::string& family) {
   return (family == "ddim" || family == "lcm") ? "leading" : "linspace";
 }
 
-std::vector<double> spaced_timesteps(const std::string& family, const std::string& spacing,
-                                     int64_t steps, int64_t T, int64_t steps_offset) {
+std::vector<double> spaced_timesteps(const std::string& family, const std::string& spacing, int64_t steps, int64_t T,
+                                     int64_t steps_offset) {
   if (steps < 1) throw SamplerError("steps must be >= 1, got " + std::to_string(steps));
   const auto n = static_cast<double>(steps), Td = static_cast<double>(T);
   const bool dpm = family == "dpm";
@@ -377,12 +372,12 @@ Schedule make_schedule(const SchedulerConfig& cfg, const SamplerInfo& sampler, i
     pts = points_from_sigmas(t, true, ac, T);
   } else {
     if (steps > T)
-      throw SamplerError("steps (" + std::to_string(steps) + ") exceed num_train_timesteps (" +
-                         std::to_string(T) + ")");
+      throw SamplerError("steps (" + std::to_string(steps) + ") exceed num_train_timesteps (" + std::to_string(T) +
+                         ")");
     const std::string spacing = cfg.timestep_spacing.value_or(default_timestep_spacing(family));
-    std::vector<double> t =
-        family == "lcm" ? lcm_timesteps(steps, T, option_int(resolved, "original_inference_steps", 50))
-                        : spaced_timesteps(family, spacing, steps, T, cfg.steps_offset.value_or(0));
+    std::vector<double> t = family == "lcm"
+                                ? lcm_timesteps(steps, T, option_int(resolved, "original_inference_steps", 50))
+                                : spaced_timesteps(family, spacing, steps, T, cfg.steps_offset.value_or(0));
     // Repeated timesteps (leading + steps_offset at steps = T after this clamp,
     // DPM linspace rounding at steps near T) are dropped below.
     for (double& v : t) v = std::min(v, static_cast<double>(T - 1));
@@ -413,8 +408,7 @@ Schedule make_schedule(const SchedulerConfig& cfg, const SamplerInfo& sampler, i
     } else if (sigma_spacing.empty() || sigma_spacing == "none") {
       for (double v : t) pts.push_back(family_point_at_timestep(family, ac, v));
     } else {
-      throw SamplerError("unknown sigma_spacing '" + sigma_spacing +
-                         "' (valid: none, karras, exponential, simple)");
+      throw SamplerError("unknown sigma_spacing '" + sigma_spacing + "' (valid: none, karras, exponential, simple)");
     }
   }
   if (!final_point) {

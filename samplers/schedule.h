@@ -76,9 +76,8 @@ double flow_shift(double t, double shift);
 /// even, as numpy's. Trailing always yields exactly `steps` values (numpy's
 /// float arange sometimes yields one more: a diffusers bug, not reproduced).
 /// Throws SamplerError for an unknown spacing or steps < 1.
-std::vector<double> spaced_timesteps(const std::string& family, const std::string& spacing,
-                                     int64_t steps, int64_t num_train_timesteps,
-                                     int64_t steps_offset);
+std::vector<double> spaced_timesteps(const std::string& family, const std::string& spacing, int64_t steps,
+                                     int64_t num_train_timesteps, int64_t steps_offset);
 
 /// Karras et al. 2022 Eq. 5 (ρ = 7): n sigmas from sigma_max down to sigma_min.
 std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int64_t n, double rho = 7.0);

@@ -51,8 +51,8 @@ struct History {
 /// B(h) = h (bh1) or e^h - 1 (bh2) in the data-prediction sign (hh = -h).
 /// UniC adds the point t itself (r = 1, D = m_t - m0); UniP with p = 2 uses
 /// ρ = 1/2 and UniC with p = 1 uses ρ = 1/2, as the paper prescribes.
-at::Tensor uni_update(const Schedule& sc, int64_t t, const at::Tensor& x, const History& hist, int p,
-                      bool bh2, const at::Tensor* m_t) {
+at::Tensor uni_update(const Schedule& sc, int64_t t, const at::Tensor& x, const History& hist, int p, bool bh2,
+                      const at::Tensor* m_t) {
   const size_t last = hist.m.size() - 1;
   // An older point at λ = -∞ (α = 0: flow at t = 1, zero SNR) is infinitely
   // far in λ: it carries no usable difference, so the order stops before it.

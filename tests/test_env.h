@@ -26,7 +26,8 @@ inline bool env_flag(const char* name) {
 /// A file path `name` inside this process's scratch folder under the
 /// system's temporary directory (the folder is created).
 inline std::filesystem::path scratch(const std::string& name) {
-  const std::filesystem::path d = std::filesystem::temp_directory_path() / ("fewstep-test-" + std::to_string(::getpid()));
+  const std::filesystem::path d =
+      std::filesystem::temp_directory_path() / ("fewstep-test-" + std::to_string(::getpid()));
   std::filesystem::create_directories(d);
   return d / name;
 }
@@ -35,22 +36,22 @@ inline std::filesystem::path scratch(const std::string& name) {
 
 /// Skips the test (or fails it under FEWSTEP_REQUIRE_SHARED_DATA=1) when
 /// `present` is false; `what` says which file is missing.
-#define FEWSTEP_NEED_SHARED_DATA(present, what)                                                   \
-  do {                                                                                            \
-    if (!(present)) {                                                                             \
-      if (::fewstep::test::env_flag("FEWSTEP_REQUIRE_SHARED_DATA"))                               \
-        FAIL() << "shared data absent but required (FEWSTEP_REQUIRE_SHARED_DATA=1): " << (what);  \
-      GTEST_SKIP() << "shared data absent: " << (what);                                           \
-    }                                                                                             \
+#define FEWSTEP_NEED_SHARED_DATA(present, what)                                                  \
+  do {                                                                                           \
+    if (!(present)) {                                                                            \
+      if (::fewstep::test::env_flag("FEWSTEP_REQUIRE_SHARED_DATA"))                              \
+        FAIL() << "shared data absent but required (FEWSTEP_REQUIRE_SHARED_DATA=1): " << (what); \
+      GTEST_SKIP() << "shared data absent: " << (what);                                          \
+    }                                                                                            \
   } while (0)
 
 /// Skips the test (or fails it under FEWSTEP_REQUIRE_ORACLES=1) when an
 /// oracle's output is not there; `why` says what is missing.
-#define FEWSTEP_NEED_ORACLE(present, why)                                                \
-  do {                                                                                   \
-    if (!(present)) {                                                                    \
-      if (::fewstep::test::env_flag("FEWSTEP_REQUIRE_ORACLES"))                          \
+#define FEWSTEP_NEED_ORACLE(present, why)                                                      \
+  do {                                                                                         \
+    if (!(present)) {                                                                          \
+      if (::fewstep::test::env_flag("FEWSTEP_REQUIRE_ORACLES"))                                \
         FAIL() << "oracle output missing but required (FEWSTEP_REQUIRE_ORACLES=1): " << (why); \
-      GTEST_SKIP() << (why);                                                             \
-    }                                                                                    \
+      GTEST_SKIP() << (why);                                                                   \
+    }                                                                                          \
   } while (0)

@@ -85,18 +85,24 @@ struct NamedEntity {
   bool legacy;
 };
 constexpr std::array<NamedEntity, 10> kNamedEntities{{
-    {U"amp", U'&', true},  {U"AMP", U'&', true},   {U"lt", U'<', true},
-    {U"LT", U'<', true},   {U"gt", U'>', true},    {U"GT", U'>', true},
-    {U"quot", U'"', true}, {U"QUOT", U'"', true},  {U"apos", U'\'', false},
+    {U"amp", U'&', true},
+    {U"AMP", U'&', true},
+    {U"lt", U'<', true},
+    {U"LT", U'<', true},
+    {U"gt", U'>', true},
+    {U"GT", U'>', true},
+    {U"quot", U'"', true},
+    {U"QUOT", U'"', true},
+    {U"apos", U'\'', false},
     {U"nbsp", 0xA0, true},
 }};
 
 /// WHATWG "numeric character reference end state": code points 0x80-0x9F
 /// are read as Windows-1252 (0 where the byte is undefined there: kept as is).
-constexpr std::array<char32_t, 32> kWindows1252High{
-    0x20AC, 0,      0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
-    0x2039, 0x0152, 0,      0x017D, 0,      0,      0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
-    0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0,      0x017E, 0x0178};
+constexpr std::array<char32_t, 32> kWindows1252High{0x20AC, 0,      0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
+                                                    0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0,      0x017D, 0,
+                                                    0,      0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+                                                    0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0,      0x017E, 0x0178};
 
 /// Appends the decoding of numeric reference `num` (as Python's html.unescape).
 void append_numeric_reference(uint64_t num, std::u32string& out) {
@@ -107,8 +113,7 @@ void append_numeric_reference(uint64_t num, std::u32string& out) {
     return out.push_back(mapped != 0 ? mapped : static_cast<char32_t>(num));
   }
   if ((num >= 0xD800 && num <= 0xDFFF) || num > 0x10FFFF) return out.push_back(kReplacement);
-  const bool control = (num >= 0x01 && num <= 0x08) || num == 0x0B || (num >= 0x0E && num <= 0x1F) ||
-                       num == 0x7F;
+  const bool control = (num >= 0x01 && num <= 0x08) || num == 0x0B || (num >= 0x0E && num <= 0x1F) || num == 0x7F;
   const bool noncharacter = (num >= 0xFDD0 && num <= 0xFDEF) || (num & 0xFFFE) == 0xFFFE;
   if (control || noncharacter) return;  // dropped
   out.push_back(static_cast<char32_t>(num));
@@ -202,9 +207,8 @@ std::u32string html_unescape_once(const std::u32string& s) {
 
 /// The code points for which Python's str.isspace() is true.
 bool is_space(char32_t c) {
-  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
-         c == 0x205F || c == 0x3000;
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 /// Runs of whitespace -> one space, then trim both ends.

@@ -100,8 +100,7 @@ std::vector<std::string_view> split_lines(std::string_view text) {
 }
 
 /// Parses "first second"; throws naming `source` and the 1-based line number.
-std::pair<std::string, std::string> parse_merge(std::string_view line, const std::string& source,
-                                                size_t line_no) {
+std::pair<std::string, std::string> parse_merge(std::string_view line, const std::string& source, size_t line_no) {
   const size_t space = line.find(' ');
   if (space == std::string_view::npos || space == 0 || space + 1 >= line.size() ||
       line.find(' ', space + 1) != std::string_view::npos) {
@@ -201,8 +200,7 @@ Tokenizer Tokenizer::from_vocab_merges(const std::filesystem::path& vocab_json,
     if (!j.is_object()) throw TokenizerError(vocab_json.string() + ": expected an object of token -> id");
     for (const auto& [token, id] : j.items()) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0) {
-        throw TokenizerError(vocab_json.string() + ": the id of token \"" + token +
-                             "\" is not a non-negative integer");
+        throw TokenizerError(vocab_json.string() + ": the id of token \"" + token + "\" is not a non-negative integer");
       }
       vocab[token] = id.get<int64_t>();
     }
@@ -262,7 +260,8 @@ Tokenizer Tokenizer::from_path(const std::filesystem::path& path) {
     } catch (const nlohmann::json::exception&) {
       throw TokenizerError(manifest.string() + ": not valid JSON");
     }
-    if (!j.is_object() || !j.contains("tokenizer")) throw TokenizerError(manifest.string() + ": missing field tokenizer");
+    if (!j.is_object() || !j.contains("tokenizer"))
+      throw TokenizerError(manifest.string() + ": missing field tokenizer");
     const auto& t = j["tokenizer"];
     if (t.is_null()) throw TokenizerError(manifest.string() + ": the model has no tokenizer (tokenizer is null)");
     for (const char* key : {"vocab", "merges"}) {
@@ -331,8 +330,7 @@ std::vector<int64_t> Tokenizer::encode(std::string_view text) const {
   // After clean_text every whitespace run is one ASCII space, so RE2's ASCII
   // \s agrees with the Unicode \s of Python's `regex`.
   static const RE2 pattern(
-      R"((<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+))",
-      [] {
+      R"((<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+))", [] {
         RE2::Options options;
         options.set_case_sensitive(false);
         options.set_log_errors(false);

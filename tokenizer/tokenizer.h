@@ -73,8 +73,7 @@ class Tokenizer {
   /// Throws TokenizerError naming the file on a read or parse error, on a
   /// merge line that is not two space-separated symbols, or when the vocab
   /// lacks `<|startoftext|>` or `<|endoftext|>`.
-  static Tokenizer from_vocab_merges(const std::filesystem::path& vocab_json,
-                                     const std::filesystem::path& merges_txt);
+  static Tokenizer from_vocab_merges(const std::filesystem::path& vocab_json, const std::filesystem::path& merges_txt);
 
   /// Loads OpenAI's gzip merges file and derives CLIP's vocabulary from it:
   /// the 256 byte symbols, the same with `</w>`, then the merged symbols of
@@ -88,8 +87,7 @@ class Tokenizer {
   /// in rank order). Throws TokenizerError (naming `source`) when a merge is
   /// malformed or the vocab lacks `<|startoftext|>` / `<|endoftext|>`.
   Tokenizer(std::unordered_map<std::string, int64_t> vocab,
-            const std::vector<std::pair<std::string, std::string>>& merges,
-            const std::string& source = "<memory>");
+            const std::vector<std::pair<std::string, std::string>>& merges, const std::string& source = "<memory>");
 
   /// Ids of `text` with BOS first and EOS last, no padding or truncation.
   /// A symbol missing from the vocabulary maps to the EOS id, the unknown

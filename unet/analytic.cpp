@@ -95,14 +95,14 @@ class GmmModel final : public AnalyticModel {
     const int64_t b = x.size(0), d = means_.size(1);
     const at::Tensor xf = x.reshape({b, 1, d});
     const at::Tensor a = alpha.reshape({b, 1, 1}), s = sigma.reshape({b, 1, 1});
-    const at::Tensor var = stds_.pow(2).reshape({1, -1, 1});           // [1, K, 1]
-    const at::Tensor c = a * a * var + s * s;                           // [B, K, 1]
-    const at::Tensor diff = xf - a * means_.unsqueeze(0);               // [B, K, D]
+    const at::Tensor var = stds_.pow(2).reshape({1, -1, 1});  // [1, K, 1]
+    const at::Tensor c = a * a * var + s * s;                 // [B, K, 1]
+    const at::Tensor diff = xf - a * means_.unsqueeze(0);     // [B, K, D]
     const at::Tensor logp = log_weights_.unsqueeze(0) -
                             0.5 * static_cast<double>(d) * at::log(2 * std::numbers::pi * c.squeeze(2)) -
-                            0.5 * diff.pow(2).sum(2) / c.squeeze(2);   // [B, K]
-    const at::Tensor r = at::softmax(logp, 1).unsqueeze(2);            // [B, K, 1]
-    const at::Tensor x0k = means_.unsqueeze(0) + a * var / c * diff;    // [B, K, D]
+                            0.5 * diff.pow(2).sum(2) / c.squeeze(2);  // [B, K]
+    const at::Tensor r = at::softmax(logp, 1).unsqueeze(2);           // [B, K, 1]
+    const at::Tensor x0k = means_.unsqueeze(0) + a * var / c * diff;  // [B, K, D]
     return (r * x0k).sum(1).reshape(x.sizes());
   }
   at::Tensor ode_solution(const at::Tensor& x, const NoisePoint& from, const NoisePoint& to) const override {
@@ -151,7 +151,8 @@ AnalyticSpec parse_analytic_spec(const std::string& spec) {
   const auto colon = rest.find(':');
   AnalyticSpec out;
   out.kind = rest.substr(0, colon);
-  if (out.kind != "gaussian" && out.kind != "gmm") bad_spec(spec, "unknown kind '" + out.kind + "' (valid: gaussian, gmm)");
+  if (out.kind != "gaussian" && out.kind != "gmm")
+    bad_spec(spec, "unknown kind '" + out.kind + "' (valid: gaussian, gmm)");
   if (colon == std::string::npos) return out;
   std::stringstream in(rest.substr(colon + 1));
   std::string item;
@@ -170,11 +171,16 @@ AnalyticSpec parse_analytic_spec(const std::string& spec) {
       while (std::getline(dims, dim, 'x')) out.shape.push_back(parse_int(spec, "shape", dim, 1, 4096));
       if (out.shape.size() != 3) bad_spec(spec, "shape=" + v + " must be CxHxW, e.g. 3x16x16");
     } else if (key == "prediction_type") {
-      if (v == "epsilon") out.prediction_type = PredictionType::epsilon;
-      else if (v == "v_prediction") out.prediction_type = PredictionType::v_prediction;
-      else if (v == "sample") out.prediction_type = PredictionType::sample;
-      else if (v == "flow") out.prediction_type = PredictionType::flow;
-      else bad_spec(spec, "prediction_type=" + v + " (valid: epsilon, v_prediction, sample, flow)");
+      if (v == "epsilon")
+        out.prediction_type = PredictionType::epsilon;
+      else if (v == "v_prediction")
+        out.prediction_type = PredictionType::v_prediction;
+      else if (v == "sample")
+        out.prediction_type = PredictionType::sample;
+      else if (v == "flow")
+        out.prediction_type = PredictionType::flow;
+      else
+        bad_spec(spec, "prediction_type=" + v + " (valid: epsilon, v_prediction, sample, flow)");
     } else if (key == "shift") {
       char* end = nullptr;
       out.shift = std::strtod(v.c_str(), &end);
@@ -202,7 +208,8 @@ AnalyticModel::AnalyticModel(AnalyticSpec spec) : spec_(std::move(spec)) {
 }
 
 NoisePoint AnalyticModel::point_at_timestep(double timestep) const {
-  if (is_flow(cfg_)) return flow_point(timestep / static_cast<double>(cfg_.num_train_timesteps), cfg_.num_train_timesteps);
+  if (is_flow(cfg_))
+    return flow_point(timestep / static_cast<double>(cfg_.num_train_timesteps), cfg_.num_train_timesteps);
   return vp_point_at_timestep(alphas_cumprod_, timestep);
 }
 
@@ -222,10 +229,18 @@ at::Tensor AnalyticModel::forward(const at::Tensor& sample, const at::Tensor& ti
   const at::Tensor eps = (x - a * x0) / at::where(s > 0, s, at::ones_like(s));
   at::Tensor out;
   switch (spec_.prediction_type) {
-    case PredictionType::epsilon: out = eps; break;
-    case PredictionType::v_prediction: out = a * eps - s * x0; break;
-    case PredictionType::sample: out = x0; break;
-    case PredictionType::flow: out = eps - x0; break;
+    case PredictionType::epsilon:
+      out = eps;
+      break;
+    case PredictionType::v_prediction:
+      out = a * eps - s * x0;
+      break;
+    case PredictionType::sample:
+      out = x0;
+      break;
+    case PredictionType::flow:
+      out = eps - x0;
+      break;
   }
   return out.to(sample.device(), sample.scalar_type());
 }

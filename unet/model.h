@@ -20,8 +20,7 @@ class Model {
   /// for flow); context: encoder_hidden_states [B, L, D], or an undefined
   /// tensor for an unconditional model. Returns the raw prediction
   /// (epsilon / v / sample / flow, as the scheduler config says), [B, C, H, W].
-  virtual at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep,
-                             const at::Tensor& context) = 0;
+  virtual at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context) = 0;
   /// Number of parameters (0 for analytic models).
   virtual int64_t parameter_count() const { return 0; }
   /// Moves the model to a device and dtype (no-op for analytic models).

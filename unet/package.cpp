@@ -71,8 +71,7 @@ class Fields {
   std::string file_, prefix_;
 };
 
-std::filesystem::path existing_file(const Fields& f, const std::string& key,
-                                    const std::filesystem::path& dir) {
+std::filesystem::path existing_file(const Fields& f, const std::string& key, const std::filesystem::path& dir) {
   std::filesystem::path p = dir / f.str(key);
   std::error_code ec;
   if (!std::filesystem::is_regular_file(p, ec)) f.fail(key, "file not found: " + p.string());
@@ -97,8 +96,8 @@ SchedulerConfig read_scheduler(const Fields& s) {
       c.trained_betas.push_back(beta);
     }
     if (static_cast<int64_t>(c.trained_betas.size()) != c.num_train_timesteps)
-      s.fail("trained_betas", "has " + std::to_string(c.trained_betas.size()) +
-                                  " entries, num_train_timesteps is " + std::to_string(c.num_train_timesteps));
+      s.fail("trained_betas", "has " + std::to_string(c.trained_betas.size()) + " entries, num_train_timesteps is " +
+                                  std::to_string(c.num_train_timesteps));
   } else if (c.prediction_type != PredictionType::flow) {
     c.beta_schedule = s.one_of("beta_schedule", {"linear", "scaled_linear", "squaredcos_cap_v2"});
   } else if (s.has("beta_schedule")) {
@@ -108,8 +107,7 @@ SchedulerConfig read_scheduler(const Fields& s) {
   if (s.has("beta_end")) c.beta_end = s.number("beta_end");
   if (!(c.beta_start > 0 && c.beta_start < c.beta_end && c.beta_end < 1))
     s.fail("beta_end", "need 0 < beta_start < beta_end < 1");
-  if (s.has("timestep_spacing"))
-    c.timestep_spacing = s.one_of("timestep_spacing", {"leading", "trailing", "linspace"});
+  if (s.has("timestep_spacing")) c.timestep_spacing = s.one_of("timestep_spacing", {"leading", "trailing", "linspace"});
   if (s.has("steps_offset")) {
     c.steps_offset = s.integer("steps_offset");
     if (*c.steps_offset < 0) s.fail("steps_offset", "must be >= 0");
@@ -140,8 +138,7 @@ SchedulerConfig parse_scheduler_config(const std::string& json_text, const std::
 
 ModelManifest load_manifest(const std::filesystem::path& dir_in) {
   std::error_code ec;
-  if (!std::filesystem::is_directory(dir_in, ec))
-    throw ModelError(dir_in.string() + ": model folder not found");
+  if (!std::filesystem::is_directory(dir_in, ec)) throw ModelError(dir_in.string() + ": model folder not found");
   const std::filesystem::path dir = std::filesystem::absolute(dir_in);
   const std::filesystem::path path = dir / "model.json";
   const std::string file = path.string();
@@ -158,7 +155,8 @@ ModelManifest load_manifest(const std::filesystem::path& dir_in) {
   m.dir = dir;
   m.format_version = f.integer("format_version");
   if (m.format_version != 1)
-    f.fail("format_version", "version " + std::to_string(m.format_version) + " is not supported (this fewstep reads 1)");
+    f.fail("format_version",
+           "version " + std::to_string(m.format_version) + " is not supported (this fewstep reads 1)");
   m.name = f.str("name");
   m.kind = f.one_of("kind", {"pixel", "latent"});
   const json& ss = f.raw("sample_size");

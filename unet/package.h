@@ -19,9 +19,9 @@ struct ModelError : std::runtime_error {
 
 /// `unet` entry of model.json.
 struct UnetSpec {
-  std::string file;                ///< TorchScript file, relative to the package
+  std::string file;                 ///< TorchScript file, relative to the package
   std::string form = "monolithic";  ///< "monolithic" | "blocks"
-  int64_t downsample_factor = 8;   ///< model-space sizes must be multiples of this
+  int64_t downsample_factor = 8;    ///< model-space sizes must be multiples of this
 };
 
 /// `text_encoder` entry: forward(input_ids [B, L] int64) -> [B, L, D].
@@ -55,7 +55,7 @@ struct ModelManifest {
   std::filesystem::path dir;
   int64_t format_version = 1;
   std::string name;
-  std::string kind;  ///< "pixel" | "latent"
+  std::string kind;                             ///< "pixel" | "latent"
   int64_t sample_height = 0, sample_width = 0;  ///< model space
   int64_t in_channels = 0;
   int64_t vae_scale_factor = 1;

@@ -64,13 +64,12 @@ std::string explain_load_failure(const std::string& file, const std::exception& 
            ", which this runtime does not have (a custom op of another library?)";
   if (std::regex_search(msg, m, std::regex("Unknown type name '([^']+)'")))
     return file + ": needs the type " + std::string(m[1]) + ", which this runtime does not have";
-  if (std::regex_search(msg, m,
-                        std::regex("file with version ([0-9]+), but the maximum supported version for reading is ([0-9]+)")))
+  if (std::regex_search(
+          msg, m, std::regex("file with version ([0-9]+), but the maximum supported version for reading is ([0-9]+)")))
     return file + ": written by a newer torch (file format version " + std::string(m[1]) + "; this LibTorch " +
            std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
            std::to_string(TORCH_VERSION_PATCH) + " reads up to version " + std::string(m[2]) +
-           "): export it with torch " + std::to_string(TORCH_VERSION_MAJOR) + "." +
-           std::to_string(TORCH_VERSION_MINOR);
+           "): export it with torch " + std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR);
   return file + ": not a loadable TorchScript file (" + first_line(e) + ")";
 }
 
@@ -119,8 +118,7 @@ void TorchScriptUnet::to(at::Device device, at::ScalarType dtype) { module_.to(d
 at::Tensor TorchScriptUnet::forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context) {
   at::Tensor out;
   try {
-    out = form_ == "blocks" ? forward_blocks(sample, timestep, context)
-                            : forward_monolithic(sample, timestep, context);
+    out = form_ == "blocks" ? forward_blocks(sample, timestep, context) : forward_monolithic(sample, timestep, context);
   } catch (const ModelError&) {
     throw;
   } catch (const std::exception& e) {
@@ -193,8 +191,7 @@ at::Tensor TextEncoder::encode(const at::Tensor& ids) {
     throw ModelError(base(spec_.file) + ": forward failed for input_ids " + shape_str(ids.sizes()) + ": " +
                      first_line(e));
   }
-  if (out.dim() != 3 || out.size(0) != ids.size(0) || out.size(1) != ids.size(1) ||
-      out.size(2) != spec_.hidden_size)
+  if (out.dim() != 3 || out.size(0) != ids.size(0) || out.size(1) != ids.size(1) || out.size(2) != spec_.hidden_size)
     throw ModelError(base(spec_.file) + ": output " + shape_str(out.sizes()) +
                      " does not match field 'text_encoder.hidden_size' = " + std::to_string(spec_.hidden_size));
   return out;
@@ -217,7 +214,8 @@ at::Tensor VaeDecoder::decode(const at::Tensor& latents) {
                      first_line(e));
   }
   if (img.dim() != 4 || img.size(0) != latents.size(0) || (img.size(1) != 3 && img.size(1) != 1))
-    throw ModelError(base(spec_.file) + ": output " + shape_str(img.sizes()) + " is not an image batch [B, 3, H, W] or [B, 1, H, W]");
+    throw ModelError(base(spec_.file) + ": output " + shape_str(img.sizes()) +
+                     " is not an image batch [B, 3, H, W] or [B, 1, H, W]");
   return img;
 }
 

@@ -138,16 +138,17 @@ int run(const Options& opt) {
 
     using Variant = std::function<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)>;
     const std::vector<std::pair<std::string, Variant>> variants = {
-        {"fused", [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) { return attention(q, k, v, scale); }},
-        {"sdpa", [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-           return at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, scale);
-         }},
+        {"fused",
+         [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) { return attention(q, k, v, scale); }},
+        {"sdpa", [&](const at::Tensor& q, const at::Tensor& k,
+                     const at::Tensor& v) { return at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, scale); }},
         {"naive", [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
            return naive_attention(q, k, v, scale);
          }}};
     const at::Tensor sdpa_out = variants[1].second(qs[0], ks[0], vs[0]);
     for (const auto& [variant, fn] : variants) {
-      const double max_diff = (fn(qs[0], ks[0], vs[0]).to(at::kFloat) - sdpa_out.to(at::kFloat)).abs().max().item<double>();
+      const double max_diff =
+          (fn(qs[0], ks[0], vs[0]).to(at::kFloat) - sdpa_out.to(at::kFloat)).abs().max().item<double>();
       const Timing t = time_ms([&](int i) { (void)fn(qs[i % sets], ks[i % sets], vs[i % sets]); }, device, timing);
       const double tflops = flops / (t.median_ms * 1e-3) / 1e12;
       nlohmann::ordered_json row = {{"shape", s.name},

@@ -79,7 +79,10 @@ int run(const Options& opt) {
     auto denoiser = fewstep::make_model_denoiser(model, cfg);
     fewstep::SampleStats stats;
     const Timing run_time = fewstep::bench::time_ms(
-        [&](int i) { (void)fewstep::sample(info, schedule, *denoiser, noise, resolved, static_cast<uint64_t>(i), {}, v.picard, &stats); },
+        [&](int i) {
+          (void)fewstep::sample(info, schedule, *denoiser, noise, resolved, static_cast<uint64_t>(i), {}, v.picard,
+                                &stats);
+        },
         at::kCPU, timing);
     // Per model evaluation (one per point, per row batch), the stand-in's cost removed.
     const double calls = v.picard ? static_cast<double>(stats.picard_rounds) : static_cast<double>(stats.nfe);

@@ -48,14 +48,13 @@ int run(const Options& opt) {
     if (pipe->conditional()) ctx = c.cond.expand({opt.batch, c.cond.size(1), c.cond.size(2)}).contiguous();
     // FLOPs of one call: the profiled per-row count (pipeline/profile.h) times the rows.
     const fewstep::GenerateRequest one_step = pipe->request_with_defaults("ddim", 1, std::nullopt, w, h);
-    const std::optional<double> per_row =
-        fewstep::unet_flops_per_row(*pipe, c, one_step);
+    const std::optional<double> per_row = fewstep::unet_flops_per_row(*pipe, c, one_step);
     const double gflop = per_row ? *per_row * double(opt.batch) * 1e-9 : 0.0;
     at::NoGradGuard no_grad;
     fewstep::Model& unet = pipe->model();
-    const fewstep::bench::Timing tm = fewstep::bench::time_ms(
-        [&](int i) { unet.forward(xs[size_t(i % 2)], t, ctx); }, pipe->device(),
-        {.warmup = opt.warmup, .repeats = opt.repeats});
+    const fewstep::bench::Timing tm =
+        fewstep::bench::time_ms([&](int i) { unet.forward(xs[size_t(i % 2)], t, ctx); }, pipe->device(),
+                                {.warmup = opt.warmup, .repeats = opt.repeats});
     table.add({{"model", m.name},
                {"device", opt.device},
                {"dtype", opt.dtype},

@@ -28,11 +28,11 @@
 namespace fewstep::cpu {
 namespace {
 
-constexpr int64_t kRowBlock = 4;    // rows of A per micro-kernel call
-constexpr int64_t kColBlock = 32;   // columns of B per micro-kernel call
-constexpr int64_t kColAlign = 16;   // packed widths are multiples of this
-constexpr int64_t kLanes = 16;      // width of the vertical max/sum reductions
-constexpr int64_t kDepthChunk = 32; // depth of the micro-kernel's inner sums
+constexpr int64_t kRowBlock = 4;     // rows of A per micro-kernel call
+constexpr int64_t kColBlock = 32;    // columns of B per micro-kernel call
+constexpr int64_t kColAlign = 16;    // packed widths are multiples of this
+constexpr int64_t kLanes = 16;       // width of the vertical max/sum reductions
+constexpr int64_t kDepthChunk = 32;  // depth of the micro-kernel's inner sums
 
 constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -53,8 +53,8 @@ typedef float Vec16 __attribute__((vector_size(64)));
 /// §4.2): at head dim 256 this matches the accuracy of LibTorch's own fp32
 /// attention.
 template <int64_t MR, int64_t NV>
-[[gnu::always_inline]] inline void micro_gemm(const float* a, int64_t a_row, int64_t a_col, const float* b,
-                                              int64_t ldb, int64_t depth, float* c, int64_t ldc) {
+[[gnu::always_inline]] inline void micro_gemm(const float* a, int64_t a_row, int64_t a_col, const float* b, int64_t ldb,
+                                              int64_t depth, float* c, int64_t ldc) {
   Vec16 acc[MR][NV];
   for (int64_t r = 0; r < MR; ++r) {
     for (int64_t u = 0; u < NV; ++u) acc[r][u] = Vec16{};
@@ -133,10 +133,9 @@ struct Scratch {
 };
 
 /// One work item: rows [q0, q0 + rows) of one (batch, head).
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
-void attend_block(const float* q, int64_t q_stride, const float* k, int64_t k_stride, const float* v,
-                  int64_t v_stride, float* out, int64_t out_stride, int64_t rows, int64_t seq_k,
-                  int64_t head_dim, float scale_log2, int64_t block_k, Scratch& s) {
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten)) void attend_block(
+    const float* q, int64_t q_stride, const float* k, int64_t k_stride, const float* v, int64_t v_stride, float* out,
+    int64_t out_stride, int64_t rows, int64_t seq_k, int64_t head_dim, float scale_log2, int64_t block_k, Scratch& s) {
   const int64_t dim_pad = round_up(head_dim, kColAlign);
   const int64_t rows_pad = round_up(rows, kColAlign);
   float* acc = s.acc.data();
@@ -252,8 +251,8 @@ void flash_attention_forward(const AttentionParams& p, int64_t item_begin, int64
     attend_block(q + b * p.q_batch_stride + h * p.q_head_stride + q0 * p.q_row_stride, p.q_row_stride,
                  k + b * p.k_batch_stride + h * p.k_head_stride, p.k_row_stride,
                  v + b * p.v_batch_stride + h * p.v_head_stride, p.v_row_stride,
-                 out + b * p.out_batch_stride + h * p.out_head_stride + q0 * p.out_row_stride,
-                 p.out_row_stride, rows, p.seq_k, p.head_dim, scale_log2, tiles.block_k, s);
+                 out + b * p.out_batch_stride + h * p.out_head_stride + q0 * p.out_row_stride, p.out_row_stride, rows,
+                 p.seq_k, p.head_dim, scale_log2, tiles.block_k, s);
   }
 }
 

@@ -13,8 +13,8 @@
 namespace fewstep::cuda {
 namespace {
 
-constexpr int kRows = 8;                      // warps per block, one query row each
-constexpr int kKeys = 32;                     // keys per tile, one per lane
+constexpr int kRows = 8;   // warps per block, one query row each
+constexpr int kKeys = 32;  // keys per tile, one per lane
 constexpr int kColsPerLane = kMaxHeadDim / 32;
 
 /// Shared floats for head dim d: q rows [kRows × d], K tile [kKeys × (d+1)]

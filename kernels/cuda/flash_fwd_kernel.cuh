@@ -29,8 +29,8 @@ namespace fewstep::cuda {
 /// shared memory (row stride kSmemStride), 16 bytes per cp.async; rows
 /// ≥ valid_rows and columns ≥ head_dim are zero-filled. cols is a multiple of 8.
 template <typename Traits, int kRows, typename Element>
-__device__ __forceinline__ void load_tile_async(Element* smem, const Element* gmem, int64_t row_stride,
-                                                int valid_rows, int cols, int head_dim) {
+__device__ __forceinline__ void load_tile_async(Element* smem, const Element* gmem, int64_t row_stride, int valid_rows,
+                                                int cols, int head_dim) {
   const int chunks_per_row = cols / 8;
   for (int idx = threadIdx.x; idx < kRows * chunks_per_row; idx += Traits::kThreads) {
     const int row = idx / chunks_per_row;
@@ -42,8 +42,7 @@ __device__ __forceinline__ void load_tile_async(Element* smem, const Element* gm
 }
 
 template <typename Element, int kGroup>
-__global__ void __launch_bounds__(KernelTraits<kGroup>::kThreads)
-    fewstep_flash_attention_fwd(const AttentionParams p) {
+__global__ void __launch_bounds__(KernelTraits<kGroup>::kThreads) fewstep_flash_attention_fwd(const AttentionParams p) {
   using Traits = KernelTraits<kGroup>;
   constexpr int kBlockM = Traits::kBlockM;
   constexpr int kBlockN = Traits::kBlockN;
@@ -63,8 +62,8 @@ __global__ void __launch_bounds__(KernelTraits<kGroup>::kThreads)
   const int t = lane % 4;  // fragment column pair
   const int head_dim = static_cast<int>(p.head_dim);
   const int dim16 = (head_dim + 15) / 16 * 16;
-  const int chunks_k = dim16 / 16;      // active 16-column chunks for Q Kᵀ
-  const int tiles_d = head_dim / 8;     // active 8-column tiles of O
+  const int chunks_k = dim16 / 16;   // active 16-column chunks for Q Kᵀ
+  const int tiles_d = head_dim / 8;  // active 8-column tiles of O
   const int m0 = blockIdx.x * kBlockM;
   const int rows_q = min(kBlockM, static_cast<int>(p.seq_q) - m0);
   const int seq_k = static_cast<int>(p.seq_k);
@@ -74,12 +73,12 @@ __global__ void __launch_bounds__(KernelTraits<kGroup>::kThreads)
   for (int64_t bh = blockIdx.y; bh < p.batch * p.heads; bh += gridDim.y) {
     const int64_t b = bh / p.heads;
     const int64_t h = bh % p.heads;
-    const Element* q = static_cast<const Element*>(p.q) + b * p.q_batch_stride + h * p.q_head_stride +
-                       m0 * p.q_row_stride;
+    const Element* q =
+        static_cast<const Element*>(p.q) + b * p.q_batch_stride + h * p.q_head_stride + m0 * p.q_row_stride;
     const Element* k = static_cast<const Element*>(p.k) + b * p.k_batch_stride + h * p.k_head_stride;
     const Element* v = static_cast<const Element*>(p.v) + b * p.v_batch_stride + h * p.v_head_stride;
-    Element* out = static_cast<Element*>(p.out) + b * p.out_batch_stride + h * p.out_head_stride +
-                   m0 * p.out_row_stride;
+    Element* out =
+        static_cast<Element*>(p.out) + b * p.out_batch_stride + h * p.out_head_stride + m0 * p.out_row_stride;
 
     load_tile_async<Traits, kBlockM>(s_q, q, p.q_row_stride, rows_q, dim16, head_dim);
     load_tile_async<Traits, kBlockN>(s_k, k, p.k_row_stride, min(kBlockN, seq_k), dim16, head_dim);
@@ -90,7 +89,7 @@ __global__ void __launch_bounds__(KernelTraits<kGroup>::kThreads)
 #pragma unroll
     for (int i = 0; i < kTilesD; ++i) o_acc[i][0] = o_acc[i][1] = o_acc[i][2] = o_acc[i][3] = 0.0f;
     float row_max[2] = {-INFINITY, -INFINITY};  // rows g, g+8, base-2 units
-    float row_sum[2] = {0.0f, 0.0f};           // this thread's partial sums
+    float row_sum[2] = {0.0f, 0.0f};            // this thread's partial sums
 
     for (int nb = 0; nb < n_blocks; ++nb) {
       cp_async_wait_all();
@@ -98,10 +97,10 @@ __global__ void __launch_bounds__(KernelTraits<kGroup>::kThreads)
       if (nb + 1 < n_blocks) {
         const int n1 = (nb + 1) * kBlockN;
         const int buf = (nb + 1) & 1;
-        load_tile_async<Traits, kBlockN>(s_k + buf * kBlockN * kStride, k + n1 * p.k_row_stride,
-                                         p.k_row_stride, min(kBlockN, seq_k - n1), dim16, head_dim);
-        load_tile_async<Traits, kBlockN>(s_v + buf * kBlockN * kStride, v + n1 * p.v_row_stride,
-                                         p.v_row_stride, min(kBlockN, seq_k - n1), dim16, head_dim);
+        load_tile_async<Traits, kBlockN>(s_k + buf * kBlockN * kStride, k + n1 * p.k_row_stride, p.k_row_stride,
+                                         min(kBlockN, seq_k - n1), dim16, head_dim);
+        load_tile_async<Traits, kBlockN>(s_v + buf * kBlockN * kStride, v + n1 * p.v_row_stride, p.v_row_stride,
+                                         min(kBlockN, seq_k - n1), dim16, head_dim);
       }
       cp_async_commit();
       const Element* k_tile = s_k + (nb & 1) * kBlockN * kStride;
@@ -119,8 +118,7 @@ __global__ void __launch_bounds__(KernelTraits<kGroup>::kThreads)
 #pragma unroll
           for (int np = 0; np < kTilesN / 2; ++np) {
             uint32_t bk[4];  // b0, b1 of key tiles 2np and 2np+1
-            ldmatrix_x4(bk, k_tile + (np * 16 + lane % 8 + (lane / 16) * 8) * kStride + kc * 16 +
-                                ((lane / 8) % 2) * 8);
+            ldmatrix_x4(bk, k_tile + (np * 16 + lane % 8 + (lane / 16) * 8) * kStride + kc * 16 + ((lane / 8) % 2) * 8);
             mma_16816<Element>(s_acc[2 * np], a, bk[0], bk[1]);
             mma_16816<Element>(s_acc[2 * np + 1], a, bk[2], bk[3]);
           }
@@ -179,8 +177,8 @@ __global__ void __launch_bounds__(KernelTraits<kGroup>::kThreads)
         for (int dp = 0; dp < kTilesD / 2; ++dp) {
           if (2 * dp < tiles_d) {
             uint32_t bv[4];  // b0, b1 of column tiles 2dp and 2dp+1
-            ldmatrix_x4_trans(bv, v_tile + (c * 16 + lane % 8 + ((lane / 8) % 2) * 8) * kStride + dp * 16 +
-                                      (lane / 16) * 8);
+            ldmatrix_x4_trans(
+                bv, v_tile + (c * 16 + lane % 8 + ((lane / 8) % 2) * 8) * kStride + dp * 16 + (lane / 16) * 8);
             mma_16816<Element>(o_acc[2 * dp], a, bv[0], bv[1]);
             if (2 * dp + 1 < tiles_d) mma_16816<Element>(o_acc[2 * dp + 1], a, bv[2], bv[3]);
           }

@@ -18,8 +18,7 @@ cudaError_t run_flash_fwd(const AttentionParams& p, cudaStream_t stream) {
   auto* kernel = &fewstep_flash_attention_fwd<Element, kGroup>;
   // Above 48 KB a block's dynamic shared memory must be opted into. The
   // attribute is per device, so it is set on every launch (a cheap call).
-  cudaError_t err =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSmemBytes);
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSmemBytes);
   if (err != cudaSuccess) return err;
   const int64_t bh = p.batch * p.heads;
   const dim3 grid(static_cast<unsigned>((p.seq_q + Traits::kBlockM - 1) / Traits::kBlockM),

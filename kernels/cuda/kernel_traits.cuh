@@ -34,12 +34,18 @@ struct TileConfig {
 /// plus the score tile (block_n/2 floats).
 constexpr TileConfig tile_config(int group) {
   switch (group) {
-    case 48: return {128, 64, 8};
-    case 64: return {128, 64, 8};
-    case 80: return {128, 64, 8};
-    case 128: return {128, 64, 8};
-    case 160: return {64, 64, 4};
-    default: return {64, 32, 4};  // 256
+    case 48:
+      return {128, 64, 8};
+    case 64:
+      return {128, 64, 8};
+    case 80:
+      return {128, 64, 8};
+    case 128:
+      return {128, 64, 8};
+    case 160:
+      return {64, 64, 4};
+    default:
+      return {64, 32, 4};  // 256
   }
 }
 

@@ -21,8 +21,7 @@ __device__ __forceinline__ uint32_t smem_address(const void* p) {
 /// 16-byte global→shared copy that bypasses L1; copies src_bytes (0 or 16)
 /// and zero-fills the rest, so src_bytes = 0 writes 16 zero bytes.
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_address(smem)), "l"(gmem),
-               "r"(src_bytes));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_address(smem)), "l"(gmem), "r"(src_bytes));
 }
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }

@@ -191,8 +191,9 @@ TEST_F(Cli, LargestSeedIsKept) {
 // The parameters chunk records what the run used, under the names A1111's
 // readers know: resolved sampler name, "Schedule type" for the sigma spacing.
 TEST_F(Cli, ParametersRecordSamplerOptionsAndResolvedNames) {
-  Result r = run(gen("--sampler DPMSolverMultistepScheduler --sampler-option sigma_spacing=karras "
-                     "--sampler-option solver_order=3 --timestep-spacing trailing"));
+  Result r =
+      run(gen("--sampler DPMSolverMultistepScheduler --sampler-option sigma_spacing=karras "
+              "--sampler-option solver_order=3 --timestep-spacing trailing"));
   ASSERT_EQ(r.code, 0) << r.output;
   auto text = fewstep::read_png_text(dir_ / "out" / "img.png", "parameters");
   ASSERT_TRUE(text.has_value());

@@ -71,9 +71,9 @@ class Interrupt : public ::testing::Test {
 
 // A long batch: interrupted while sampling, it leaves the folder as it was.
 TEST_F(Interrupt, GenerateLeavesNothing) {
-  const pid_t pid = start({"generate", "--model", model_, "-p", "x", "--steps", "500", "-b", "50", "--seed", "1",
-                           "--threads", "1", "--out", (dir_ / "img.png").string(), "--stats-json",
-                           (dir_ / "s.json").string()});
+  const pid_t pid =
+      start({"generate", "--model", model_, "-p", "x", "--steps", "500", "-b", "50", "--seed", "1", "--threads", "1",
+             "--out", (dir_ / "img.png").string(), "--stats-json", (dir_ / "s.json").string()});
   // The model loads within a second or two; the batch takes far longer.
   const auto t0 = std::chrono::steady_clock::now();
   const int code =
@@ -94,8 +94,8 @@ TEST_F(Interrupt, SweepRemovesTheFolderItCreated) {
 
 TEST_F(Interrupt, ProfileRemovesTheFolderItCreated) {
   const fs::path out = dir_ / "prof";
-  const pid_t pid = start({"profile", "--model", model_, "-p", "x", "--steps", "900", "--threads", "1", "--out",
-                           out.string()});
+  const pid_t pid =
+      start({"profile", "--model", model_, "-p", "x", "--steps", "900", "--threads", "1", "--out", out.string()});
   const int code = interrupt_when(pid, [&] { return fs::exists(out); });
   EXPECT_EQ(code, 130);
   EXPECT_FALSE(fs::exists(out));

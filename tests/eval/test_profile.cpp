@@ -31,9 +31,10 @@ ProfiledEvent ev(const std::string& name, uint64_t start, uint64_t end, bool use
 // (the fused op's fallback), and vae_decoder [100, 120]:
 // exclusive sampler 100-50 = 50, unet 50-10 = 40, attention 10 (once).
 TEST(StageTable, ExclusiveIsInclusiveMinusNestedStages) {
-  const std::vector<ProfiledEvent> events = {ev("sampler", 0, 100), ev("unet", 10, 60), ev("attention", 20, 30, false),
-                                             ev("aten::scaled_dot_product_attention", 21, 29, false),
-                                             ev("aten::mm", 40, 50, false), ev("vae_decoder", 100, 120)};
+  const std::vector<ProfiledEvent> events = {
+      ev("sampler", 0, 100),          ev("unet", 10, 60),
+      ev("attention", 20, 30, false), ev("aten::scaled_dot_product_attention", 21, 29, false),
+      ev("aten::mm", 40, 50, false),  ev("vae_decoder", 100, 120)};
   const std::vector<StageRow> rows = stage_table(events);
   ASSERT_EQ(rows.size(), 4u);
   std::map<std::string, StageRow> by;
@@ -70,9 +71,9 @@ ProfiledEvent flop_op(const std::string& name, uint64_t start, uint64_t end, uin
 TEST(AttentionFlops, FromInputShapes) {
   EXPECT_EQ(attention_flops({{2, 4, 64, 8}, {2, 4, 77, 8}, {2, 4, 77, 8}}), 4u * 4096u * 77u);
   EXPECT_EQ(attention_flops({{8, 64, 8}, {8, 77, 8}}), 4u * 4096u * 77u);  // [B·H, L, d]
-  EXPECT_EQ(attention_flops({{2, 4, 64, 8}}), 0u);                          // no k
-  EXPECT_EQ(attention_flops({{2, 4, 64, 8}, {2, 4, 77, 16}}), 0u);          // head dims differ
-  EXPECT_EQ(attention_flops({{2, 4, 64, 8}, {3, 4, 77, 8}}), 0u);           // batches differ
+  EXPECT_EQ(attention_flops({{2, 4, 64, 8}}), 0u);                         // no k
+  EXPECT_EQ(attention_flops({{2, 4, 64, 8}, {2, 4, 77, 16}}), 0u);         // head dims differ
+  EXPECT_EQ(attention_flops({{2, 4, 64, 8}, {3, 4, 77, 8}}), 0u);          // batches differ
   // An extra input recorded before q: [B, L, C], then q, k, v.
   EXPECT_EQ(attention_flops({{2, 64, 32}, {2, 4, 64, 8}, {2, 4, 77, 8}, {2, 4, 77, 8}}), 4u * 4096u * 77u);
   EXPECT_EQ(attention_flops({{}, {2, 64, 32}, {2, 4, 64, 8}, {2, 4, 77, 8}}), 4u * 4096u * 77u);
@@ -86,9 +87,8 @@ TEST(AttentionFlops, FromInputShapes) {
 // include its nested stages.
 TEST(StageTable, FlopsCountEachOperatorOnce) {
   const std::vector<ProfiledEvent> events = {
-      ev("unet.input_blocks.0", 0, 50),  flop_op("aten::linear", 1, 10, 0),
-      flop_op("aten::addmm", 2, 9, 1000), flop_op("attention", 20, 30, 500),
-      flop_op("aten::bmm", 21, 25, 300), flop_op("aten::convolution", 31, 32, 7),
+      ev("unet.input_blocks.0", 0, 50),  flop_op("aten::linear", 1, 10, 0), flop_op("aten::addmm", 2, 9, 1000),
+      flop_op("attention", 20, 30, 500), flop_op("aten::bmm", 21, 25, 300), flop_op("aten::convolution", 31, 32, 7),
       ev("unet.middle_block", 50, 60),   flop_op("aten::mm", 51, 55, 40)};
   std::map<std::string, StageRow> by;
   for (const auto& r : stage_table(events)) by[r.name] = r;
@@ -182,7 +182,8 @@ TEST(Profile, BlockUnetTraceAndStages) {
     EXPECT_GE(s.exclusive_ms, 0) << s.name;
   }
   EXPECT_LE(exclusive, r.total_ms);
-  for (const char* want : {"text_encoder", "sampler", "unet.input_blocks.0", "unet.middle_block", "unet.output_blocks.0"})
+  for (const char* want :
+       {"text_encoder", "sampler", "unet.input_blocks.0", "unet.middle_block", "unet.output_blocks.0"})
     EXPECT_TRUE(names.count(want)) << want;
   ASSERT_FALSE(r.ops.empty());
   EXPECT_EQ(r.ops.front().device, "CPU");
@@ -198,18 +199,19 @@ TEST(Profile, BlockUnetTraceAndStages) {
   // transformer (self-attention q, k, v, o on 256 tokens; cross-attention q, o
   // on 256 tokens and k, v from 16 text tokens of 32 channels; MLP 16 -> 32 ->
   // 16; attention 4·numel(q)·Lk for Lk = 256 and 16). Every line is 2·n·k·m.
-  const double block1 = 2 * (2.0 * 256 * 16 * 16 * 9)           // conv1, conv2
-                        + 2.0 * 64 * 16                         // emb
-                        + 4 * (2.0 * 256 * 16 * 16)             // attn1 q, k, v, o
-                        + 2 * (2.0 * 256 * 16 * 16)             // attn2 q, o
-                        + 2 * (2.0 * 16 * 32 * 16)              // attn2 k, v
-                        + 2 * (2.0 * 256 * 16 * 32)             // MLP
+  const double block1 = 2 * (2.0 * 256 * 16 * 16 * 9)                  // conv1, conv2
+                        + 2.0 * 64 * 16                                // emb
+                        + 4 * (2.0 * 256 * 16 * 16)                    // attn1 q, k, v, o
+                        + 2 * (2.0 * 256 * 16 * 16)                    // attn2 q, o
+                        + 2 * (2.0 * 16 * 32 * 16)                     // attn2 k, v
+                        + 2 * (2.0 * 256 * 16 * 32)                    // MLP
                         + 4.0 * 256 * 16 * 256 + 4.0 * 256 * 16 * 16;  // attention
   EXPECT_DOUBLE_EQ(by["unet.input_blocks.1"].gflop, 4 * block1 * 1e-9);
   // Attention, 4·numel(q)·Lk per call: three transformers at 16x16 with 16
   // channels (self: Lq = Lk = 256; cross: Lk = 16 text tokens) and four at
   // 8x8 with 32 channels (self: 64; cross: 16), times 4 rows.
-  const double per_row = 3 * (4.0 * 256 * 16 * 256 + 4.0 * 256 * 16 * 16) + 4 * (4.0 * 64 * 32 * 64 + 4.0 * 64 * 32 * 16);
+  const double per_row =
+      3 * (4.0 * 256 * 16 * 256 + 4.0 * 256 * 16 * 16) + 4 * (4.0 * 64 * 32 * 64 + 4.0 * 64 * 32 * 16);
   EXPECT_DOUBLE_EQ(by["attention"].gflop, 4 * per_row * 1e-9);
   fs::remove_all(o.out);
 }

@@ -79,8 +79,8 @@ TEST(SweepGaussian, ErrorFallsWithStepsForEveryOdeSampler) {
 
   const auto csv = read_csv(o.out / "results.csv");
   ASSERT_EQ(csv.size(), 1 + o.samplers.size() * 5);
-  const std::vector<std::string> header = {"prompt", "sampler", "steps", "seed", "nfe", "unet_calls", "unet_flops",
-                                           "wall_ms", "rmse_latent", "rmse", "psnr_db", "ssim"};
+  const std::vector<std::string> header = {"prompt",     "sampler", "steps",       "seed", "nfe",     "unet_calls",
+                                           "unet_flops", "wall_ms", "rmse_latent", "rmse", "psnr_db", "ssim"};
   EXPECT_EQ(csv[0], header);
   std::map<std::string, std::vector<std::pair<int64_t, double>>> err;
   for (size_t i = 1; i < csv.size(); ++i) {
@@ -93,8 +93,8 @@ TEST(SweepGaussian, ErrorFallsWithStepsForEveryOdeSampler) {
     const auto& e = err[s];
     ASSERT_EQ(e.size(), 5u) << s;
     for (size_t k = 1; k < e.size(); ++k)
-      EXPECT_LT(e[k].second, e[k - 1].second) << s << ": error at " << e[k].first << " steps is not below "
-                                              << e[k - 1].first << " steps";
+      EXPECT_LT(e[k].second, e[k - 1].second)
+          << s << ": error at " << e[k].first << " steps is not below " << e[k - 1].first << " steps";
   }
   for (const char* f : {"grid.png", "quality.png", "summary.md"}) EXPECT_TRUE(fs::exists(o.out / f)) << f;
 
@@ -131,7 +131,7 @@ TEST(SweepGaussian, SameNoisePerSeedAcrossCombinations) {
   const SweepResult r = run_sweep(o);
   ASSERT_EQ(r.rows.size(), 4u);
   EXPECT_NEAR(r.rows[0].rmse_latent, r.rows[1].rmse_latent, 1e-12);  // seed 0: ddim, euler
-  EXPECT_NE(r.rows[0].rmse_latent, r.rows[2].rmse_latent);         // seed 1 differs
+  EXPECT_NE(r.rows[0].rmse_latent, r.rows[2].rmse_latent);           // seed 1 differs
   EXPECT_TRUE(fs::exists(o.out / "grid-p0-s0.png"));
   EXPECT_TRUE(fs::exists(o.out / "grid-p0-s1.png"));
   fs::remove_all(o.out);
@@ -183,8 +183,8 @@ SweepRow row(const std::string& sampler, int64_t steps, double nfe, double rmse,
 
 // PSNR = -20·log10(rmse): rmse 0.1 -> 20 dB, 0.01 -> 40 dB, 0.02 -> 33.98 dB.
 TEST(SweepSummary, ParetoFrontAndSelections) {
-  const std::vector<SweepRow> rows = {row("a", 4, 4, 0.1, 5),  row("a", 8, 8, 0.02, 9),  row("a", 16, 16, 0.018, 17),
-                                      row("b", 4, 8, 0.2, 4),  row("b", 8, 16, 0.01, 30)};
+  const std::vector<SweepRow> rows = {row("a", 4, 4, 0.1, 5), row("a", 8, 8, 0.02, 9), row("a", 16, 16, 0.018, 17),
+                                      row("b", 4, 8, 0.2, 4), row("b", 8, 16, 0.01, 30)};
   const std::vector<SweepSetting> front = pareto_front(aggregate_settings(rows));
   // b@4 (NFE 8, 14 dB) is beaten by a@8 (NFE 8, 34 dB); a@16 (NFE 16,
   // 34.9 dB) by b@8 (NFE 16, 40 dB).
@@ -238,16 +238,32 @@ SweepOptions valid_options() {
 
 TEST(SweepArguments, BadArgumentsGetOneLineErrorsNamingTheFlag) {
   EXPECT_THROW(parse_list("--samplers", " , "), std::invalid_argument);
-  EXPECT_EQ(std::string(error_of([] { auto o = valid_options(); o.samplers.clear(); return o; }())),
+  EXPECT_EQ(std::string(error_of([] {
+              auto o = valid_options();
+              o.samplers.clear();
+              return o;
+            }())),
             "--samplers: the list is empty");
-  const std::string unknown = error_of([] { auto o = valid_options(); o.samplers = {"ddim", "nope"}; return o; }());
+  const std::string unknown = error_of([] {
+    auto o = valid_options();
+    o.samplers = {"ddim", "nope"};
+    return o;
+  }());
   EXPECT_EQ(unknown.rfind("--samplers: unknown sampler 'nope'", 0), 0u) << unknown;
-  EXPECT_EQ(error_of([] { auto o = valid_options(); o.steps = {4, 0}; return o; }()),
+  EXPECT_EQ(error_of([] {
+              auto o = valid_options();
+              o.steps = {4, 0};
+              return o;
+            }()),
             "--steps: must be at least 1, got 0");
   // A regular file where the folder should be: nothing can be created under it.
   const fs::path file = fresh_dir("file");
   std::ofstream(file) << "x";
-  const std::string bad_out = error_of([&] { auto o = valid_options(); o.out = file / "out"; return o; }());
+  const std::string bad_out = error_of([&] {
+    auto o = valid_options();
+    o.out = file / "out";
+    return o;
+  }());
   EXPECT_EQ(bad_out.rfind("--out: cannot create folder", 0), 0u) << bad_out;
   EXPECT_EQ(error_of(valid_options()), "");
   EXPECT_THROW(parse_reference("unipc"), std::invalid_argument);
@@ -285,10 +301,9 @@ TEST(SweepArguments, FailedCommandsLeaveNoNewFolder) {
   const fs::path fresh = fresh_dir("failed_new"), existing = fresh_dir("failed_existing");
   fs::create_directories(existing);
   const std::string bin = FEWSTEP_BIN;
-  for (const std::string& cmd :
-       {bin + " sweep --model /nonexistent-fewstep-model --samplers ddim --steps 1 --out ",
-        bin + " sweep --model analytic:gaussian --samplers ddim --steps 1,2000 --out ",
-        bin + " profile --model /nonexistent-fewstep-model --prompt x --steps 1 --out "}) {
+  for (const std::string& cmd : {bin + " sweep --model /nonexistent-fewstep-model --samplers ddim --steps 1 --out ",
+                                 bin + " sweep --model analytic:gaussian --samplers ddim --steps 1,2000 --out ",
+                                 bin + " profile --model /nonexistent-fewstep-model --prompt x --steps 1 --out "}) {
     for (const fs::path& dir : {fresh, existing}) {
       const int status = std::system((cmd + "'" + dir.string() + "' >/dev/null 2>&1").c_str());
       EXPECT_EQ(WEXITSTATUS(status), 1) << cmd << dir;

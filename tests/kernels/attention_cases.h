@@ -101,8 +101,9 @@ inline at::Tensor make_input(const AttentionCase& c, int64_t seq, const at::Tens
 
 /// Output buffer in q's shape; strided cases get a transposed view.
 inline at::Tensor make_output(const AttentionCase& c, const at::TensorOptions& options) {
-  if (!c.strided) return c.heads == 0 ? at::empty({c.batch, c.seq_q, c.head_dim}, options)
-                                      : at::empty({c.batch, c.heads, c.seq_q, c.head_dim}, options);
+  if (!c.strided)
+    return c.heads == 0 ? at::empty({c.batch, c.seq_q, c.head_dim}, options)
+                        : at::empty({c.batch, c.heads, c.seq_q, c.head_dim}, options);
   return c.heads == 0 ? at::empty({c.seq_q, c.batch, c.head_dim}, options).transpose(0, 1)
                       : at::empty({c.batch, c.seq_q, c.heads, c.head_dim}, options).transpose(1, 2);
 }

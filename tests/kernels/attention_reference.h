@@ -37,10 +37,14 @@ inline double max_abs_error(const at::Tensor& a, const at::Tensor& b) {
 /// 2^-8 for bfloat16): half the distance from 1 to the next number.
 inline double unit_roundoff(at::ScalarType dtype) {
   switch (dtype) {
-    case at::kHalf: return std::ldexp(1.0, -11);
-    case at::kBFloat16: return std::ldexp(1.0, -8);
-    case at::kDouble: return std::ldexp(1.0, -53);
-    default: return std::ldexp(1.0, -24);
+    case at::kHalf:
+      return std::ldexp(1.0, -11);
+    case at::kBFloat16:
+      return std::ldexp(1.0, -8);
+    case at::kDouble:
+      return std::ldexp(1.0, -53);
+    default:
+      return std::ldexp(1.0, -24);
   }
 }
 

@@ -23,9 +23,9 @@ INSTANTIATE_TEST_SUITE_P(HeadDims, AttentionCpuSweep, testing::ValuesIn(sweep_pa
 // for fp32 inputs that would not be a higher precision than the kernel, so
 // the CPU cases keep the float64 reference (about a second for 4096 × 4096).
 TEST(AttentionCpu, LongSequencesMatchFloat64ReferenceWithinLibTorchBudget) {
-  for (const AttentionCase& c : {AttentionCase{at::kFloat, 1, 2, 4096, 77, 40, true},
-                                 AttentionCase{at::kFloat, 1, 1, 4096, 4096, 64, false},
-                                 AttentionCase{at::kFloat, 1, 0, 1024, 4096, 80, false}}) {
+  for (const AttentionCase& c :
+       {AttentionCase{at::kFloat, 1, 2, 4096, 77, 40, true}, AttentionCase{at::kFloat, 1, 1, 4096, 4096, 64, false},
+        AttentionCase{at::kFloat, 1, 0, 1024, 4096, 80, false}}) {
     check_attention_case(c, at::kCPU, at::kDouble);
   }
 }
@@ -62,8 +62,8 @@ TEST(AttentionCpu, OutputAliasingAnInputIsComputedFromTheOriginalInput) {
   const at::Tensor expected = reference_attention(q, k, v, 0.17);
   const at::Tensor q_copy = q.clone();
   attention_out(q, k, v, 0.17, q);  // writes over its own input
-  EXPECT_LE(max_abs_error(q, expected), 2.0 * max_abs_error(attention(q_copy, k, v, 0.17), expected) +
-                                       rounding_floor(v, at::kFloat));
+  EXPECT_LE(max_abs_error(q, expected),
+            2.0 * max_abs_error(attention(q_copy, k, v, 0.17), expected) + rounding_floor(v, at::kFloat));
 }
 
 // Head dims off the kernels' multiple of 8 run zero-padded: same budget

@@ -33,12 +33,11 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, AttentionCudaSweep, testing::Values(at::kHalf, 
 // fp32 kernel needs a float64 one.
 TEST(AttentionCuda, LongSequencesMatchHigherPrecisionReferenceWithinLibTorchBudget) {
   FEWSTEP_SKIP_WITHOUT_GPU();
-  for (const AttentionCase& c : {AttentionCase{at::kHalf, 1, 8, 4096, 4096, 40, true},
-                                 AttentionCase{at::kHalf, 1, 8, 4096, 77, 40, true},
-                                 AttentionCase{at::kBFloat16, 1, 10, 4096, 4096, 64, false},
-                                 AttentionCase{at::kHalf, 1, 8, 1024, 1024, 80, false},
-                                 AttentionCase{at::kHalf, 1, 8, 256, 4096, 160, true},
-                                 AttentionCase{at::kFloat, 1, 2, 4096, 4096, 64, false}}) {
+  for (const AttentionCase& c :
+       {AttentionCase{at::kHalf, 1, 8, 4096, 4096, 40, true}, AttentionCase{at::kHalf, 1, 8, 4096, 77, 40, true},
+        AttentionCase{at::kBFloat16, 1, 10, 4096, 4096, 64, false},
+        AttentionCase{at::kHalf, 1, 8, 1024, 1024, 80, false}, AttentionCase{at::kHalf, 1, 8, 256, 4096, 160, true},
+        AttentionCase{at::kFloat, 1, 2, 4096, 4096, 64, false}}) {
     check_attention_case(c, at::kCUDA, c.dtype == at::kFloat ? at::kDouble : at::kFloat);
   }
 }
@@ -54,8 +53,7 @@ TEST(AttentionCuda, MisalignedRowsGoThroughACopy) {
   const at::Tensor reference = reference_attention(q, k, v, 0.15);
   const at::Tensor fused = attention_into_nan(q, k, v, 0.15);
   const at::Tensor libtorch = at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, 0.15);
-  EXPECT_LE(max_abs_error(fused, reference),
-            2.0 * max_abs_error(libtorch, reference) + rounding_floor(v, at::kHalf));
+  EXPECT_LE(max_abs_error(fused, reference), 2.0 * max_abs_error(libtorch, reference) + rounding_floor(v, at::kHalf));
 }
 
 TEST(AttentionCuda, RefusesDoubleAndMixedDevices) {

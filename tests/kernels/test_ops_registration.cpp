@@ -16,8 +16,8 @@ TEST(OpsRegistration, SchemaAndCpuKernelArePresentWithoutReferencingTheLibrary) 
   // Called by name, as the TorchScript interpreter does: softmax over one key is 1, so out = v.
   const at::Tensor q = at::randn({1, 1, 8});
   const at::Tensor v = at::randn({1, 1, 8});
-  const at::Tensor out = handle->typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>()
-                             .call(q, q, v, 0.5);
+  const at::Tensor out =
+      handle->typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>().call(q, q, v, 0.5);
   EXPECT_TRUE(at::equal(out, v));
 }
 

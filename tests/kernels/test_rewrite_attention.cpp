@@ -17,9 +17,9 @@ namespace {
 
 struct RewriteCase {
   const char* name;
-  const char* source;       ///< TorchScript of forward(self, q, k, v)
-  bool three_d;             ///< [B·H, S, d] inputs instead of [B, H, S, d]
-  double scale;             ///< the scale that source applies
+  const char* source;  ///< TorchScript of forward(self, q, k, v)
+  bool three_d;        ///< [B·H, S, d] inputs instead of [B, H, S, d]
+  double scale;        ///< the scale that source applies
   int expected_rewrites;
 };
 
@@ -42,41 +42,49 @@ const RewriteCase kCases[] = {
 def forward(self, q, k, v):
     scores = torch.matmul(q, k.transpose(-2, -1)) * 0.125
     return torch.matmul(torch.softmax(scores, dim=-1), v)
-)", false, 0.125, 1},
+)",
+     false, 0.125, 1},
     {"BmmDividedBySqrtD", R"(
 def forward(self, q, k, v):
     scores = torch.bmm(q, k.transpose(1, 2)) / 8.0
     return torch.bmm(scores.softmax(-1), v)
-)", true, 0.125, 1},
+)",
+     true, 0.125, 1},
     {"BaddbmmWithAlphaAttribute", R"(
 def forward(self, q, k, v):
     bias = torch.empty([q.size(0), q.size(1), k.size(1)], dtype=q.dtype)
     scores = torch.baddbmm(bias, q, k.transpose(-1, -2), beta=0, alpha=self.scale)
     return torch.bmm(scores.softmax(dim=-1), v)
-)", true, 0.125, 1},
+)",
+     true, 0.125, 1},
     {"UnscaledWithPrescaledQuery", R"(
 def forward(self, q, k, v):
     scores = torch.matmul(q * self.scale, k.transpose(-1, -2))
     return torch.matmul(torch.softmax(scores, -1), v)
-)", false, 0.125, 1},
+)",
+     false, 0.125, 1},
     {"SdpaDefaultScale", R"(
 def forward(self, q, k, v):
     return torch.scaled_dot_product_attention(q, k, v)
-)", false, 0.125, 1},
+)",
+     false, 0.125, 1},
     {"SdpaExplicitScaleTwice", R"(
 def forward(self, q, k, v):
     a = torch.scaled_dot_product_attention(q, k, v, scale=0.125)
     return torch.scaled_dot_product_attention(a, k, v, None, 0.0, False, scale=self.scale)
-)", false, 0.125, 2},
+)",
+     false, 0.125, 2},
     {"SdpaCausalIsLeftAlone", R"(
 def forward(self, q, k, v):
     return torch.scaled_dot_product_attention(q, k, v, is_causal=True)
-)", false, 0.125, 0},
+)",
+     false, 0.125, 0},
     {"ScoresUsedElsewhereAreLeftAlone", R"(
 def forward(self, q, k, v):
     scores = torch.matmul(q, k.transpose(-2, -1)) * 0.125
     return torch.matmul(torch.softmax(scores, dim=-1), v), scores
-)", false, 0.125, 0},
+)",
+     false, 0.125, 0},
 };
 
 class RewriteAttention : public testing::TestWithParam<RewriteCase> {};
@@ -111,8 +119,7 @@ TEST_P(RewriteAttention, SameOutputAndTheOpAppears) {
     EXPECT_TRUE(at::equal(before, after));
     return;
   }
-  EXPECT_LE(max_abs_error(after, reference),
-            2.0 * max_abs_error(before, reference) + rounding_floor(v, at::kFloat));
+  EXPECT_LE(max_abs_error(after, reference), 2.0 * max_abs_error(before, reference) + rounding_floor(v, at::kFloat));
 }
 
 INSTANTIATE_TEST_SUITE_P(Patterns, RewriteAttention, testing::ValuesIn(kCases),
@@ -138,11 +145,9 @@ def forward(self, q, k, v):
   const at::Tensor kv = at::randn({1, 2, 11, 16});
   const at::Tensor out = outer.forward({q, kv, kv}).toTensor();
   const at::Tensor reference = reference_attention(q, kv, kv, 0.125) + 1.0;
-  EXPECT_LE(max_abs_error(out, reference), 2.0 * max_abs_error(at::scaled_dot_product_attention(q, kv, kv, {}, 0.0,
-                                                                                                 false, 0.125) +
-                                                                     1.0,
-                                                                 reference) +
-                                               rounding_floor(kv, at::kFloat));
+  EXPECT_LE(max_abs_error(out, reference),
+            2.0 * max_abs_error(at::scaled_dot_product_attention(q, kv, kv, {}, 0.0, false, 0.125) + 1.0, reference) +
+                rounding_floor(kv, at::kFloat));
 }
 
 }  // namespace

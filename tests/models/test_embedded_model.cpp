@@ -26,7 +26,8 @@ const fs::path kEmoji = fs::path(FEWSTEP_MODELS_DIR) / "emoji";
 TEST(EmbeddedModel, TokenizerMatchesTrainingIdsForEveryCaption) {
   const fs::path expected = kEmoji / "tokenizer_expected_ids.json";
   ASSERT_TRUE(fs::exists(expected)) << "the repository holds " << expected;
-  Tokenizer tok = Tokenizer::from_vocab_merges(kEmoji / "tokenizer" / "vocab.json", kEmoji / "tokenizer" / "merges.txt");
+  Tokenizer tok =
+      Tokenizer::from_vocab_merges(kEmoji / "tokenizer" / "vocab.json", kEmoji / "tokenizer" / "merges.txt");
   std::ifstream in(expected);
   nlohmann::json j = nlohmann::json::parse(in);
   ASSERT_GT(j.size(), 1000u);

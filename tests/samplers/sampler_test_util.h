@@ -24,8 +24,8 @@ inline at::Tensor unit_noise(const AnalyticModel& m, int64_t batch, uint64_t see
 }
 
 struct Run {
-  at::Tensor x;         ///< the result
-  at::Tensor x_start;   ///< x at point 0
+  at::Tensor x;        ///< the result
+  at::Tensor x_start;  ///< x at point 0
   Schedule schedule;
   SampleStats stats;
 };
@@ -62,7 +62,8 @@ inline ModelFn exact_level_model_fn(AnalyticModel& model, const Schedule& s) {
       const double t = exact[r].item<double>();
       int64_t i = 0;
       while (i <= s.steps() && s.timesteps[i].item<double>() != t) ++i;
-      if (i > s.steps()) throw SamplerError("exact_level_model_fn: timestep " + std::to_string(t) + " is no schedule point's");
+      if (i > s.steps())
+        throw SamplerError("exact_level_model_fn: timestep " + std::to_string(t) + " is no schedule point's");
       const double k = s.sigmas[i].item<double>() / s.alphas[i].item<double>();
       if (!flow) exact[r] = vp_point_at_k_sigma(s.alphas_cumprod, k).timestep;
     }

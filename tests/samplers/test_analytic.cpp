@@ -89,7 +89,7 @@ TEST(Analytic, GmmReferenceMatchesTheClosedFormForOneComponent) {
   const double k = 1.0;
   const at::Tensor d0 = m->posterior_mean(at::zeros({1, 1, 2, 2}, at::kDouble), one, one * k);
   const at::Tensor d1 = m->posterior_mean(at::ones({1, 1, 2, 2}, at::kDouble), one, one * k);
-  const at::Tensor slope = d1 - d0;                       // s²/(s² + k²)
+  const at::Tensor slope = d1 - d0;  // s²/(s² + k²)
   const at::Tensor s2 = slope * k * k / (1 - slope);
   const at::Tensor mean = d0 / (1 - slope);
   const at::Tensor x = test::unit_noise(*m, 1, 6, at::kDouble);
@@ -111,7 +111,8 @@ TEST(Analytic, GmmDenoiserIsThePosteriorMean) {
   const double a = 0.6, s = 0.8;
   at::Generator g = at::make_generator<at::CPUGeneratorImpl>(10);
   const at::Tensor x = a * x0 + s * at::randn(x0.sizes(), g, at::TensorOptions().dtype(at::kDouble));
-  const at::Tensor d = m->posterior_mean(x, at::full({x.size(0)}, a, at::kDouble), at::full({x.size(0)}, s, at::kDouble));
+  const at::Tensor d =
+      m->posterior_mean(x, at::full({x.size(0)}, a, at::kDouble), at::full({x.size(0)}, s, at::kDouble));
   // E[D(x)] = E[x0] and E[(x0 - D)·D] = 0 (the residual is orthogonal to any function of x).
   EXPECT_LT((d.mean(0) - x0.mean(0)).abs().max().item<double>(), 0.01);
   EXPECT_LT(((x0 - d) * d).mean(0).abs().max().item<double>(), 0.01);
@@ -128,7 +129,8 @@ TEST(Analytic, ModelReadsScheduleTimestepsAtTheirPoints) {
   int exact = 0;
   for (const std::string sigmas : {"none", "karras"})
     for (const SamplerInfo& info : sampler_registry()) {
-      const Schedule s = make_schedule(m->scheduler_config(), info, 13, resolve_sampler_options(info, {{"sigma_spacing", sigmas}}));
+      const Schedule s =
+          make_schedule(m->scheduler_config(), info, 13, resolve_sampler_options(info, {{"sigma_spacing", sigmas}}));
       for (int64_t i = 0; i < s.steps(); ++i) {
         const double t = s.timesteps[i].item<double>(), k = s.sigmas[i].item<double>() / s.alphas[i].item<double>();
         const NoisePoint p = m->point_at_timestep(t);

@@ -71,7 +71,9 @@ double fitted_order(const std::vector<int64_t>& steps, const std::vector<double>
 // One process for all cases (each ctest process pays LibTorch's start-up).
 TEST(ConvergenceOrder, SlopesMatchTheory) {
   const std::vector<Case> cases = {
-      Case{"ddim", {}, 1.0}, Case{"euler", {}, 1.0}, Case{"heun", {}, 2.0},
+      Case{"ddim", {}, 1.0},
+      Case{"euler", {}, 1.0},
+      Case{"heun", {}, 2.0},
       Case{"dpmpp_2m", {{"lower_order_final", "false"}}, 2.0, true},
       Case{"unipc", {{"solver_type", "bh2"}, {"solver_order", "2"}, {"lower_order_final", "false"}}, 3.0, true},
       Case{"dpm_solver", {{"solver_order", "2"}, {"lower_order_final", "false"}}, 2.0, true}};
@@ -83,12 +85,14 @@ TEST(ConvergenceOrder, SlopesMatchTheory) {
       SamplerOptions o = c.options;
       o["final_sigmas_type"] = "sigma_min";
       if (c.uniform_lambda) o["sigma_spacing"] = "exponential";
-      const test::Run r = test::run_sampler(*model, {.sampler = c.sampler, .steps = n, .options = o, .spacing = "linspace", .exact_levels = true});
+      const test::Run r = test::run_sampler(
+          *model, {.sampler = c.sampler, .steps = n, .options = o, .spacing = "linspace", .exact_levels = true});
       // linspace and exponential end at t = 0 itself: the sigma_min point
       // repeats it and is merged, so N-1 steps are taken.
       const int64_t steps = r.schedule.steps();
       ASSERT_GE(steps, n - 1);
-      const at::Tensor exact = model->ode_solution(r.x_start, test::point(r.schedule, 0), test::point(r.schedule, steps));
+      const at::Tensor exact =
+          model->ode_solution(r.x_start, test::point(r.schedule, 0), test::point(r.schedule, steps));
       err.push_back(test::rms(r.x - exact));
       taken.push_back(steps);
     }
@@ -110,13 +114,14 @@ TEST(FinalJump, ReturnsTheDenoisedLastPointWithAFixedBias) {
   std::vector<double> bias, err;
   for (int64_t n : {16, 64}) {
     const SamplerOptions o = {{"sigma_spacing", "exponential"}, {"lower_order_final", "false"}};
-    const test::Run r = test::run_sampler(*model, {.sampler = "unipc", .steps = n, .options = o, .spacing = "linspace", .exact_levels = true});
+    const test::Run r = test::run_sampler(
+        *model, {.sampler = "unipc", .steps = n, .options = o, .spacing = "linspace", .exact_levels = true});
     const int64_t steps = r.schedule.steps();
     ASSERT_EQ(r.schedule.sigmas[steps].item<double>(), 0.0);
     const NoisePoint first = test::point(r.schedule, 0), last = test::point(r.schedule, steps - 1);
     const at::Tensor x_last = model->ode_solution(r.x_start, first, last);
-    const at::Tensor jump = model->posterior_mean(x_last, at::full({2}, last.alpha, at::kDouble),
-                                                  at::full({2}, last.sigma, at::kDouble));
+    const at::Tensor jump =
+        model->posterior_mean(x_last, at::full({2}, last.alpha, at::kDouble), at::full({2}, last.sigma, at::kDouble));
     const at::Tensor exact = model->ode_solution(r.x_start, first, test::point(r.schedule, steps));
     bias.push_back(test::rms(jump - exact));
     err.push_back(test::rms(r.x - exact));

@@ -25,18 +25,22 @@ struct Truth {
   at::Tensor prediction(PredictionType type) const {
     const at::Tensor a = per_row(alpha), s = per_row(sigma);
     switch (type) {
-      case PredictionType::epsilon: return eps;
-      case PredictionType::v_prediction: return a * eps - s * x0;  // Salimans & Ho 2022
-      case PredictionType::sample: return x0;
-      case PredictionType::flow: return eps - x0;                  // rectified flow velocity
+      case PredictionType::epsilon:
+        return eps;
+      case PredictionType::v_prediction:
+        return a * eps - s * x0;  // Salimans & Ho 2022
+      case PredictionType::sample:
+        return x0;
+      case PredictionType::flow:
+        return eps - x0;  // rectified flow velocity
     }
     return {};
   }
 };
 
 TEST(Denoiser, EveryPredictionTypeRecoversX0AndEps) {
-  for (PredictionType type : {PredictionType::epsilon, PredictionType::v_prediction, PredictionType::sample,
-                              PredictionType::flow}) {
+  for (PredictionType type :
+       {PredictionType::epsilon, PredictionType::v_prediction, PredictionType::sample, PredictionType::flow}) {
     Truth t{randn({3, 2, 4, 4}, 1), randn({3, 2, 4, 4}, 2), {}, {}};
     const at::Tensor tt = at::tensor({0.9, 0.5, 0.05}, at::kDouble);
     if (type == PredictionType::flow) {
@@ -62,7 +66,8 @@ TEST(Denoiser, SamplePredictionAtSigmaZeroGivesZeroEps) {
   cfg.prediction_type = PredictionType::sample;
   const at::Tensor x0 = randn({1, 1, 2, 2}, 3);
   auto d = make_model_denoiser([&](const at::Tensor&, const at::Tensor&) { return x0; }, cfg);
-  const DenoiserOutput out = (*d)(x0, {at::ones({1}, at::kDouble), at::zeros({1}, at::kDouble), at::zeros({1}, at::kDouble)});
+  const DenoiserOutput out =
+      (*d)(x0, {at::ones({1}, at::kDouble), at::zeros({1}, at::kDouble), at::zeros({1}, at::kDouble)});
   EXPECT_TRUE(at::isfinite(out.eps).all().item<bool>());
   EXPECT_EQ(out.eps.abs().max().item<double>(), 0.0);
 }
@@ -106,7 +111,8 @@ TEST(Denoiser, DynamicThresholdingFollowsImagen) {
 
 TEST(Denoiser, KeepsTheSamplerDtypeAndChecksShapes) {
   SchedulerConfig cfg;
-  auto d = make_model_denoiser([](const at::Tensor& x, const at::Tensor&) { return at::zeros_like(x, at::kDouble); }, cfg);
+  auto d =
+      make_model_denoiser([](const at::Tensor& x, const at::Tensor&) { return at::zeros_like(x, at::kDouble); }, cfg);
   const at::Tensor x = at::ones({2, 1, 2, 2}, at::kFloat);
   const NoiseLevels l{at::full({2}, 0.6, at::kDouble), at::full({2}, 0.8, at::kDouble), at::zeros({2}, at::kDouble)};
   EXPECT_EQ((*d)(x, l).x0.scalar_type(), at::kFloat);

@@ -35,8 +35,8 @@ TEST(EdgeCases, OneStepForEverySamplerSpacingAndFamily) {
       for (const std::string spacing : {"leading", "trailing", "linspace"})
         for (const std::string sigmas : {"none", "karras", "exponential", "simple"}) {
           const std::string what = info.name + " " + spacing + " " + sigmas + (m == flow.get() ? " flow" : "");
-          const test::Run r = test::run_sampler(*m, {.sampler = info.name, .steps = 1,
-                                                     .options = {{"sigma_spacing", sigmas}}, .spacing = spacing});
+          const test::Run r = test::run_sampler(
+              *m, {.sampler = info.name, .steps = 1, .options = {{"sigma_spacing", sigmas}}, .spacing = spacing});
           SchedulerConfig cfg = m->scheduler_config();
           expect_valid(r.schedule, cfg, what);
           EXPECT_TRUE(finite(r.x)) << what;
@@ -49,7 +49,8 @@ TEST(EdgeCases, StepsEqualTrainingStepsWithStepsOffsetOne) {
   cfg.steps_offset = 1;
   for (const std::string name : {"ddim", "euler"}) {
     // leading: (0..999)·1 + 1 reaches 1000 = T; clamped to 999, the repeat dropped.
-    const test::Run r = test::run_sampler(*model, {.sampler = name, .steps = 1000, .spacing = "leading", .config = cfg});
+    const test::Run r =
+        test::run_sampler(*model, {.sampler = name, .steps = 1000, .spacing = "leading", .config = cfg});
     expect_valid(r.schedule, cfg, name);
     EXPECT_EQ(r.schedule.steps(), 999);
     EXPECT_EQ(r.schedule.timesteps[0].item<double>(), 999.0);
@@ -58,7 +59,8 @@ TEST(EdgeCases, StepsEqualTrainingStepsWithStepsOffsetOne) {
   // DPM's leading ratio T // (N+1) is 0 here: refused with a one-line reason.
   EXPECT_THROW(test::run_sampler(*model, {.sampler = "unipc", .steps = 1000, .spacing = "leading", .config = cfg}),
                SamplerError);
-  const test::Run u = test::run_sampler(*model, {.sampler = "unipc", .steps = 1000, .spacing = "linspace", .config = cfg});
+  const test::Run u =
+      test::run_sampler(*model, {.sampler = "unipc", .steps = 1000, .spacing = "linspace", .config = cfg});
   expect_valid(u.schedule, cfg, "unipc linspace 1000");
   EXPECT_TRUE(finite(u.x));
 }
@@ -67,7 +69,8 @@ TEST(EdgeCases, ZeroTerminalSnrNeverGivesInf) {
   // Epsilon prediction at ᾱ = 0 would divide by α = 0: the terminal ᾱ is
   // clamped to 2^-24 (as diffusers' Euler and DPM-Solver do).
   auto eps = make_analytic_model("analytic:gaussian:shape=2x4x4,rescale_betas_zero_snr=true");
-  auto v = make_analytic_model("analytic:gaussian:shape=2x4x4,rescale_betas_zero_snr=true,prediction_type=v_prediction");
+  auto v =
+      make_analytic_model("analytic:gaussian:shape=2x4x4,rescale_betas_zero_snr=true,prediction_type=v_prediction");
   for (const SamplerInfo& info : sampler_registry()) {
     const test::Run r = test::run_sampler(*eps, {.sampler = info.name, .steps = 8, .spacing = "trailing"});
     EXPECT_EQ(r.schedule.timesteps[0].item<double>(), 999.0);
@@ -97,7 +100,8 @@ TEST(EdgeCases, FlowSchedulesStartExactlyAtSigmaOne) {
   auto model = make_analytic_model("analytic:gaussian:shape=2x4x4,prediction_type=flow,shift=3");
   for (const SamplerInfo& info : sampler_registry()) {
     for (const std::string sigmas : {"none", "karras", "exponential", "simple"}) {
-      const test::Run r = test::run_sampler(*model, {.sampler = info.name, .steps = 12, .options = {{"sigma_spacing", sigmas}}});
+      const test::Run r =
+          test::run_sampler(*model, {.sampler = info.name, .steps = 12, .options = {{"sigma_spacing", sigmas}}});
       EXPECT_EQ(r.schedule.sigmas[0].item<double>(), 1.0) << info.name << " " << sigmas;
       EXPECT_EQ(r.schedule.alphas[0].item<double>(), 0.0);
       EXPECT_EQ(r.schedule.timesteps[0].item<double>(), 1000.0);
@@ -109,7 +113,8 @@ TEST(EdgeCases, FlowSchedulesStartExactlyAtSigmaOne) {
   for (const std::string name : {"euler", "heun", "dpmpp_2m", "unipc", "ddim"}) {
     std::vector<double> err;
     for (int64_t n : {15, 60}) {
-      const test::Run r = test::run_sampler(*model, {.sampler = name, .steps = n, .options = {{"final_sigmas_type", "sigma_min"}}});
+      const test::Run r =
+          test::run_sampler(*model, {.sampler = name, .steps = n, .options = {{"final_sigmas_type", "sigma_min"}}});
       const at::Tensor exact = model->ode_solution(r.x_start, test::point(r.schedule, 0), test::point(r.schedule, n));
       err.push_back(test::rms(r.x - exact));
     }
@@ -126,7 +131,8 @@ TEST(EdgeCases, LogSpaceSchedulesNeverTakeLogOfZero) {
         for (const std::string final_type : {"zero", "sigma_min"})
           for (int64_t n : {1, 2, 10, 50}) {
             const std::string what = spec + " " + info.name + " " + sigmas + " " + final_type + " " + std::to_string(n);
-            const SamplerOptions o = resolve_sampler_options(info, {{"sigma_spacing", sigmas}, {"final_sigmas_type", final_type}});
+            const SamplerOptions o =
+                resolve_sampler_options(info, {{"sigma_spacing", sigmas}, {"final_sigmas_type", final_type}});
             if (n == 1 && final_type == "sigma_min" && info.family == "euler" && !is_flow(cfg)) {
               // Euler's 1-step linspace sits at t = 0, which is sigma_min itself: no step to take.
               EXPECT_THROW(make_schedule(cfg, info, n, o), SamplerError) << what;
@@ -144,7 +150,8 @@ TEST(EdgeCases, ThirdOrderSamplersAtThreeNMinusOneSteps) {
   for (const auto& [name, o] : third)
     for (int64_t n : {2, 5, 8, 11, 14, 17}) {
       const test::Run r = test::run_sampler(*model, {.sampler = name, .steps = n, .options = o});
-      const at::Tensor exact = model->ode_solution(r.x_start, test::point(r.schedule, 0), test::point(r.schedule, n - 1));
+      const at::Tensor exact =
+          model->ode_solution(r.x_start, test::point(r.schedule, 0), test::point(r.schedule, n - 1));
       ASSERT_TRUE(finite(r.x)) << name << " " << n;
       EXPECT_EQ(r.stats.nfe, n) << name;
       // Before the final jump, the third-order solve is closer to the exact
@@ -156,11 +163,16 @@ TEST(EdgeCases, ThirdOrderSamplersAtThreeNMinusOneSteps) {
           const Schedule sc = make_schedule(model->scheduler_config(), info, n, res);
           auto den = make_model_denoiser(model->model_fn(), model->scheduler_config());
           at::Tensor kept;
-          sample(info, sc, *den, test::unit_noise(*model, 2, 1, at::kDouble), res, 7,
-                 [&](int64_t i, int64_t, const at::Tensor& x) { if (i == n - 2) kept = x.clone(); }, {}, nullptr);
+          sample(
+              info, sc, *den, test::unit_noise(*model, 2, 1, at::kDouble), res, 7,
+              [&](int64_t i, int64_t, const at::Tensor& x) {
+                if (i == n - 2) kept = x.clone();
+              },
+              {}, nullptr);
           return kept;
         };
-        EXPECT_LT(test::rms(before_last(name, o) - exact), test::rms(before_last("ddim", {}) - exact)) << name << " " << n;
+        EXPECT_LT(test::rms(before_last(name, o) - exact), test::rms(before_last("ddim", {}) - exact))
+            << name << " " << n;
       }
     }
 }
@@ -179,7 +191,8 @@ TEST(EdgeCases, LowerOrderFinalBelowFifteenSteps) {
   EXPECT_TRUE(at::equal(run(20, {{"lower_order_final", "true"}}), run(20, {{"lower_order_final", "false"}})));
   // dpmpp_3m: the last two steps drop to orders 1 and 2 under 15 steps.
   auto run3 = [&](int64_t n, const std::string& lof) {
-    return test::run_sampler(*model, {.sampler = "dpmpp_3m", .steps = n,
+    return test::run_sampler(*model, {.sampler = "dpmpp_3m",
+                                      .steps = n,
                                       .options = {{"final_sigmas_type", "sigma_min"}, {"lower_order_final", lof}}})
         .x;
   };
@@ -219,8 +232,9 @@ TEST(EdgeCases, StepNoiseContinuesTheInitialNoiseStream) {
     const at::Tensor z0 = at::randn(shape, g, opts).to(at::kDouble), z1 = at::randn(shape, g, opts).to(at::kDouble);
     std::vector<at::Tensor> xs;
     ConstantData den;
-    sample(info, sc, den, first.to(dtype), res, seed,
-           [&](int64_t, int64_t, const at::Tensor& x) { xs.push_back(x.to(at::kDouble)); }, {}, nullptr);
+    sample(
+        info, sc, den, first.to(dtype), res, seed,
+        [&](int64_t, int64_t, const at::Tensor& x) { xs.push_back(x.to(at::kDouble)); }, {}, nullptr);
     auto posterior = [&](int64_t i, const at::Tensor& x_t, const at::Tensor& z) {
       const double ab_t = std::pow(sc.alphas[i].item<double>(), 2), ab_s = std::pow(sc.alphas[i + 1].item<double>(), 2);
       const double a = ab_t / ab_s, b = 1 - a;

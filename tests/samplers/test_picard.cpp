@@ -30,7 +30,7 @@ double accumulated_tolerance(const Schedule& sc, double tol) {
 TEST(Picard, WithinToleranceOfSequentialWithFewerRounds) {
   auto model = make_analytic_model(kModel);
   const std::vector<std::pair<std::string, int64_t>> cases = {
-      {"ddim", 25},  {"ddim", 50},     {"ddim", 100},     {"euler", 25},     {"euler", 50},
+      {"ddim", 25},   {"ddim", 50},     {"ddim", 100},    {"euler", 25},     {"euler", 50},
       {"euler", 100}, {"dpmpp_2m", 25}, {"dpmpp_2m", 50}, {"dpmpp_2m", 100}, {"ddpm", 50}};
   for (const auto& [sampler, steps] : cases) {
     test::RunArgs args{.sampler = sampler, .steps = steps, .dtype = at::kFloat};
@@ -40,7 +40,7 @@ TEST(Picard, WithinToleranceOfSequentialWithFewerRounds) {
     const std::string what = sampler + " " + std::to_string(steps);
     EXPECT_LE(test::rms(par.x - seq.x), accumulated_tolerance(seq.schedule, 1e-3)) << what;
     EXPECT_LT(par.stats.picard_rounds, steps) << what;
-    EXPECT_GE(par.stats.nfe, steps) << what;             // every step evaluated at least once
+    EXPECT_GE(par.stats.nfe, steps) << what;               // every step evaluated at least once
     EXPECT_EQ(par.stats.rows, 2 * par.stats.nfe) << what;  // batch 2 per evaluated point
     EXPECT_EQ(seq.stats.picard_rounds, 0) << what;
   }
@@ -76,8 +76,8 @@ TEST(Picard, BatchesTheWholeWindowInOneDenoiserCall) {
       },
       model->scheduler_config());
   SampleStats stats;
-  sample(info, sc, *denoiser, test::unit_noise(*model, 3, 1, at::kFloat), o, 0, {}, PicardOptions{.window = 6, .tol = 1e-3},
-         &stats);
+  sample(info, sc, *denoiser, test::unit_noise(*model, 3, 1, at::kFloat), o, 0, {},
+         PicardOptions{.window = 6, .tol = 1e-3}, &stats);
   ASSERT_FALSE(rows_per_call.empty());
   EXPECT_EQ(rows_per_call.front(), 18);  // 6 points x batch 3 in the first call
   EXPECT_EQ(static_cast<int64_t>(rows_per_call.size()), stats.picard_rounds);
@@ -86,9 +86,10 @@ TEST(Picard, BatchesTheWholeWindowInOneDenoiserCall) {
 TEST(Picard, RefusesSamplersWithoutASingleStepRule) {
   auto model = make_analytic_model(kModel);
   EXPECT_THROW(test::run_sampler(*model, {.sampler = "heun", .steps = 5, .picard = PicardOptions{}}), SamplerError);
-  EXPECT_THROW(test::run_sampler(*model, {.sampler = "dpmpp_2m", .steps = 5, .options = {{"solver_order", "3"}},
-                                          .picard = PicardOptions{}}),
-               SamplerError);
+  EXPECT_THROW(
+      test::run_sampler(
+          *model, {.sampler = "dpmpp_2m", .steps = 5, .options = {{"solver_order", "3"}}, .picard = PicardOptions{}}),
+      SamplerError);
 }
 
 TEST(Picard, ParsesItsSpec) {
@@ -97,8 +98,8 @@ TEST(Picard, ParsesItsSpec) {
   EXPECT_DOUBLE_EQ(p.tol, 0.01);
   EXPECT_EQ(p.max_rounds, 9);
   EXPECT_EQ(parse_picard("picard").window, PicardOptions{}.window);
-  for (const std::string bad : {"jacobi:window=2", "picard:window=0", "picard:tol=-1", "picard:tol=x",
-                                "picard:speed=3", "picard:window=2.5", "picardx"}) {
+  for (const std::string bad : {"jacobi:window=2", "picard:window=0", "picard:tol=-1", "picard:tol=x", "picard:speed=3",
+                                "picard:window=2.5", "picardx"}) {
     try {
       parse_picard(bad);
       ADD_FAILURE() << "accepted " << bad;
@@ -110,8 +111,10 @@ TEST(Picard, ParsesItsSpec) {
 
 TEST(Picard, MaxRoundsCapsTheWork) {
   auto model = make_analytic_model(kModel);
-  const test::Run r = test::run_sampler(
-      *model, {.sampler = "ddim", .steps = 40, .dtype = at::kFloat, .picard = PicardOptions{.window = 4, .tol = 1e-3, .max_rounds = 3}});
+  const test::Run r = test::run_sampler(*model, {.sampler = "ddim",
+                                                 .steps = 40,
+                                                 .dtype = at::kFloat,
+                                                 .picard = PicardOptions{.window = 4, .tol = 1e-3, .max_rounds = 3}});
   EXPECT_EQ(r.stats.picard_rounds, 3);
   EXPECT_FALSE(at::isnan(r.x).any().item<bool>());
 }

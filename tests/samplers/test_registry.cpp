@@ -11,8 +11,9 @@ namespace fewstep {
 namespace {
 
 TEST(Registry, NamesAliasesAndRows) {
-  const std::vector<std::string> expected = {"ddim", "ddpm", "euler", "euler_ancestral", "heun", "dpmpp_2m",
-                                             "dpmpp_3m", "dpmpp_2m_sde", "dpm_solver", "unipc", "lcm"};
+  const std::vector<std::string> expected = {"ddim",       "ddpm",     "euler",    "euler_ancestral",
+                                             "heun",       "dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde",
+                                             "dpm_solver", "unipc",    "lcm"};
   std::vector<std::string> names;
   for (const SamplerInfo& info : sampler_registry()) {
     names.push_back(info.name);
@@ -30,14 +31,26 @@ TEST(Registry, NamesAliasesAndRows) {
   }
   EXPECT_EQ(names, expected);
   const std::vector<std::pair<std::string, std::string>> aliases = {
-      {"DDIMScheduler", "ddim"}, {"DDPMScheduler", "ddpm"}, {"EulerDiscreteScheduler", "euler"},
-      {"EulerAncestralDiscreteScheduler", "euler_ancestral"}, {"HeunDiscreteScheduler", "heun"},
-      {"DPMSolverMultistepScheduler", "dpmpp_2m"}, {"DPMSolverSinglestepScheduler", "dpm_solver"},
-      {"UniPCMultistepScheduler", "unipc"}, {"LCMScheduler", "lcm"},
+      {"DDIMScheduler", "ddim"},
+      {"DDPMScheduler", "ddpm"},
+      {"EulerDiscreteScheduler", "euler"},
+      {"EulerAncestralDiscreteScheduler", "euler_ancestral"},
+      {"HeunDiscreteScheduler", "heun"},
+      {"DPMSolverMultistepScheduler", "dpmpp_2m"},
+      {"DPMSolverSinglestepScheduler", "dpm_solver"},
+      {"UniPCMultistepScheduler", "unipc"},
+      {"LCMScheduler", "lcm"},
       // stable-diffusion.cpp's and A1111's names
-      {"euler_a", "euler_ancestral"}, {"Euler a", "euler_ancestral"}, {"dpm++2m", "dpmpp_2m"},
-      {"DPM++ 2M", "dpmpp_2m"}, {"DPM++ 2M SDE", "dpmpp_2m_sde"}, {"Euler", "euler"}, {"Heun", "heun"},
-      {"DDIM", "ddim"}, {"UniPC", "unipc"}, {"LCM", "lcm"}};
+      {"euler_a", "euler_ancestral"},
+      {"Euler a", "euler_ancestral"},
+      {"dpm++2m", "dpmpp_2m"},
+      {"DPM++ 2M", "dpmpp_2m"},
+      {"DPM++ 2M SDE", "dpmpp_2m_sde"},
+      {"Euler", "euler"},
+      {"Heun", "heun"},
+      {"DDIM", "ddim"},
+      {"UniPC", "unipc"},
+      {"LCM", "lcm"}};
   for (const auto& [alias, name] : aliases) EXPECT_EQ(find_sampler(alias).name, name);
   for (const std::string name : {"ddim", "euler", "dpmpp_2m"}) EXPECT_TRUE(find_sampler(name).step_rule) << name;
 }
@@ -83,8 +96,8 @@ TEST(Registry, OptionsAreCheckedAndDefaulted) {
 
 TEST(Registry, SolverOrderThreeMakesDpmpp2mTheThirdOrderSampler) {
   auto model = make_analytic_model("analytic:gmm:shape=2x4x4");
-  const test::Run a = test::run_sampler(*model, {.sampler = "DPMSolverMultistepScheduler", .steps = 12,
-                                                 .options = {{"solver_order", "3"}}});
+  const test::Run a = test::run_sampler(
+      *model, {.sampler = "DPMSolverMultistepScheduler", .steps = 12, .options = {{"solver_order", "3"}}});
   const test::Run b = test::run_sampler(*model, {.sampler = "dpmpp_3m", .steps = 12});
   EXPECT_TRUE(at::equal(a.x, b.x));
 }
@@ -97,8 +110,8 @@ TEST(Registry, NoNanOrInfAnywhere) {
   for (const SamplerInfo& info : sampler_registry()) {
     for (const std::string spacing : {"leading", "trailing", "linspace"}) {
       for (int64_t n = 1; n <= 50; ++n) {
-        const test::Run r = test::run_sampler(*model, {.sampler = info.name, .steps = n, .spacing = spacing,
-                                                       .dtype = at::kFloat, .batch = 1});
+        const test::Run r = test::run_sampler(
+            *model, {.sampler = info.name, .steps = n, .spacing = spacing, .dtype = at::kFloat, .batch = 1});
         ASSERT_TRUE(at::isfinite(r.x).all().item<bool>()) << info.name << " " << spacing << " steps " << n;
         const int64_t steps = r.schedule.steps();
         EXPECT_EQ(r.stats.nfe, info.name == "heun" ? 2 * steps - 1 : steps) << info.name << " " << n;
@@ -107,8 +120,8 @@ TEST(Registry, NoNanOrInfAnywhere) {
     }
     for (const std::string sigmas : {"karras", "exponential", "simple"})
       for (int64_t n : {1, 2, 3, 7, 20}) {
-        const test::Run r = test::run_sampler(*model, {.sampler = info.name, .steps = n,
-                                                       .options = {{"sigma_spacing", sigmas}}, .dtype = at::kFloat});
+        const test::Run r = test::run_sampler(
+            *model, {.sampler = info.name, .steps = n, .options = {{"sigma_spacing", sigmas}}, .dtype = at::kFloat});
         ASSERT_TRUE(at::isfinite(r.x).all().item<bool>()) << info.name << " " << sigmas << " steps " << n;
       }
   }

@@ -74,10 +74,10 @@ TEST(Schedule, AlphasCumprodMatchBetaScheduleFormulas) {
     double start, end;
     bool zero_snr;
   };
-  for (const Case& c : {Case{"linear", "linear", 0.0001, 0.02, false},
-                        Case{"scaled_linear", "scaled_linear", 0.00085, 0.012, false},
-                        Case{"squaredcos_cap_v2", "squaredcos_cap_v2", 0, 0, false},
-                        Case{"scaled_linear_zero_snr", "scaled_linear", 0.00085, 0.012, true}}) {
+  for (const Case& c :
+       {Case{"linear", "linear", 0.0001, 0.02, false}, Case{"scaled_linear", "scaled_linear", 0.00085, 0.012, false},
+        Case{"squaredcos_cap_v2", "squaredcos_cap_v2", 0, 0, false},
+        Case{"scaled_linear_zero_snr", "scaled_linear", 0.00085, 0.012, true}}) {
     SchedulerConfig cfg;
     cfg.beta_schedule = c.schedule;
     cfg.beta_start = c.start;
@@ -111,7 +111,8 @@ TEST(Schedule, SpacingsMatchDiffusersForEveryFamilyAndStepCount) {
     cfg.timestep_spacing = spacing;
     cfg.steps_offset = offset;
     const SamplerInfo& info = sampler_of(family);
-    const std::string what = family + "/" + spacing + " steps=" + std::to_string(n) + " offset=" + std::to_string(offset);
+    const std::string what =
+        family + "/" + spacing + " steps=" + std::to_string(n) + " offset=" + std::to_string(offset);
     if (spacing == "leading" && family == "dpm" && 1000 / (n + 1) == 0) {
       // Step ratio 0: the formula puts every step at one timestep. Refused.
       EXPECT_THROW(make_schedule(cfg, info, n, resolve_sampler_options(info, {})), SamplerError) << what;
@@ -123,7 +124,8 @@ TEST(Schedule, SpacingsMatchDiffusersForEveryFamilyAndStepCount) {
       unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
       const Schedule s = make_schedule(cfg, info, n, resolve_sampler_options(info, {}));
       ASSERT_EQ(s.steps(), static_cast<int64_t>(unique.size())) << what;
-      for (size_t i = 0; i < unique.size(); ++i) EXPECT_EQ(s.timesteps[static_cast<int64_t>(i)].item<double>(), unique[i]);
+      for (size_t i = 0; i < unique.size(); ++i)
+        EXPECT_EQ(s.timesteps[static_cast<int64_t>(i)].item<double>(), unique[i]);
       continue;
     }
     const Schedule s = make_schedule(cfg, info, n, resolve_sampler_options(info, {}));
@@ -147,7 +149,8 @@ TEST(Schedule, SpacingsMatchDiffusersForEveryFamilyAndStepCount) {
         // (Euler linspace) interpolate the k-sigma linearly in t, as diffusers
         // does; the reference's t is float32 (within 1e-4 of fewstep's, checked
         // above), which moves its k by at most |k(⌈t⌉) - k(⌊t⌋)|·1e-4.
-        const double slope = t == std::floor(t) ? 0.0 : std::abs(k_linear(ac, std::ceil(t)) - k_linear(ac, std::floor(t)));
+        const double slope =
+            t == std::floor(t) ? 0.0 : std::abs(k_linear(ac, std::ceil(t)) - k_linear(ac, std::floor(t)));
         EXPECT_NEAR(k_of(s, i), k[i], 1e-11 * k[i] + slope * 1e-4) << what << " i=" << i;
         const double same_t = family == "euler" ? k_linear(ac, t) : k_log_snr(ac, t);
         EXPECT_NEAR(k_of(s, i), same_t, 1e-11 * k[i]) << what << " i=" << i;
@@ -189,7 +192,8 @@ TEST(Schedule, KarrasEquationFive) {
   // σ_i = (σ_max^{1/ρ} + i/(N-1)·(σ_min^{1/ρ} - σ_max^{1/ρ}))^ρ, ρ = 7.
   const auto s = karras_sigmas(0.03, 14.6, 5);
   for (int i = 0; i < 5; ++i) {
-    const double e = std::pow(std::pow(14.6, 1 / 7.0) + i / 4.0 * (std::pow(0.03, 1 / 7.0) - std::pow(14.6, 1 / 7.0)), 7);
+    const double e =
+        std::pow(std::pow(14.6, 1 / 7.0) + i / 4.0 * (std::pow(0.03, 1 / 7.0) - std::pow(14.6, 1 / 7.0)), 7);
     EXPECT_NEAR(s[i], e, 1e-12 * e);
   }
 }
@@ -232,7 +236,8 @@ TEST(Schedule, FinalSigmaMinIsTheFirstTrainingPoint) {
   const double ac0 = training_alphas_cumprod(cfg)[0].item<double>();
   for (const std::string name : {"ddim", "euler", "dpmpp_2m"}) {
     const SamplerInfo& info = find_sampler(name);
-    const Schedule s = make_schedule(cfg, info, 10, resolve_sampler_options(info, {{"final_sigmas_type", "sigma_min"}}));
+    const Schedule s =
+        make_schedule(cfg, info, 10, resolve_sampler_options(info, {{"final_sigmas_type", "sigma_min"}}));
     EXPECT_EQ(s.timesteps[10].item<double>(), 0.0);
     EXPECT_NEAR(s.alphas[10].item<double>(), std::sqrt(ac0), 1e-15);
     EXPECT_NEAR(s.sigmas[10].item<double>(), std::sqrt(1 - ac0), 1e-15);

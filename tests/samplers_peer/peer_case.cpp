@@ -113,8 +113,8 @@ std::string sample_mismatch(const Flat& want, const Flat& got, double rounding_f
   if (d <= tol) return "";
   std::ostringstream s;
   s.precision(12);
-  s << "max |diff| " << d << " (tolerance " << tol << ") at element " << k
-    << ": expected " << want[k] << ", got " << got[k];
+  s << "max |diff| " << d << " (tolerance " << tol << ") at element " << k << ": expected " << want[k] << ", got "
+    << got[k];
   return s.str();
 }
 
@@ -286,7 +286,8 @@ std::vector<std::string> compare_run(const PeerCase& c, const PeerRun& run) {
     }
   }
   if (c.compare == "all" && c.x_final) {
-    const std::string m = sample_mismatch(*c.x_final, run.x_final, c.rounding_floor.empty() ? 0.0 : c.rounding_floor.back());
+    const std::string m =
+        sample_mismatch(*c.x_final, run.x_final, c.rounding_floor.empty() ? 0.0 : c.rounding_floor.back());
     if (!m.empty()) problems.push_back("final sample: " + m);
   } else if (!all_finite(run.x_final)) {
     problems.push_back("final sample is not finite");

@@ -31,15 +31,15 @@ struct PeerCase {
   std::vector<int64_t> shape;
   SchedulerConfig config;
   SamplerOptions options;
-  std::string diffusers_config;  ///< the diffusers config as JSON text, for messages
-  std::vector<double> timesteps;            ///< [N] model timestep at points 0..N-1, as fewstep must build them
+  std::string diffusers_config;               ///< the diffusers config as JSON text, for messages
+  std::vector<double> timesteps;              ///< [N] model timestep at points 0..N-1, as fewstep must build them
   std::vector<std::optional<double>> sigmas;  ///< [N+1] k-sigma σ/α; the last may be unknown (LCM)
-  std::vector<double> model_timesteps;      ///< every model call's timestep, in order
-  Flat x_init;                              ///< x at point 0 (x = α·x0 + σ·ε)
-  std::optional<Flat> x_final;              ///< expected x at point N
-  std::vector<Flat> trajectory;             ///< x after step i (point i+1), for the steps diffusers completed
-  std::vector<Flat> trajectory_corrected;   ///< UniPC: corrected x at points 1..N-1
-  std::vector<Flat> step_noise;             ///< stochastic samplers: the noise of step i
+  std::vector<double> model_timesteps;        ///< every model call's timestep, in order
+  Flat x_init;                                ///< x at point 0 (x = α·x0 + σ·ε)
+  std::optional<Flat> x_final;                ///< expected x at point N
+  std::vector<Flat> trajectory;               ///< x after step i (point i+1), for the steps diffusers completed
+  std::vector<Flat> trajectory_corrected;     ///< UniPC: corrected x at points 1..N-1
+  std::vector<Flat> step_noise;               ///< stochastic samplers: the noise of step i
   /// Other valid expectations with a different step count (fewstep may drop
   /// a repeated final sigma); compare against the one whose step count
   /// matches fewstep's schedule (expectation_for).
@@ -56,11 +56,11 @@ PeerCase parse_case(const nlohmann::json& j, const std::vector<int64_t>& shape);
 
 /// What fewstep produced for a case.
 struct PeerRun {
-  at::Tensor timesteps, k_sigmas;      ///< schedule: [N], [N+1] float64
+  at::Tensor timesteps, k_sigmas;       ///< schedule: [N], [N+1] float64
   std::vector<double> model_timesteps;  ///< every model call's timestep, in order
   std::vector<Flat> trajectory;         ///< x after each step (callback), in x = α·x0 + σ·ε units
   Flat x_final;
-  std::string noise_problem;            ///< non-empty when StepNoise did not reproduce the oracle's noise
+  std::string noise_problem;  ///< non-empty when StepNoise did not reproduce the oracle's noise
 };
 
 /// Builds fewstep's schedule and denoiser for the case and runs the sampler

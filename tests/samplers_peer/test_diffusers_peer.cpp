@@ -82,9 +82,9 @@ const nlohmann::json* oracle_document() {
   return doc.get();
 }
 
-#define REQUIRE_ORACLE(doc)                                                                    \
-  const nlohmann::json* doc = oracle_document();                                               \
-  FEWSTEP_NEED_ORACLE(doc != nullptr, std::string("no diffusers oracle output at '") + cases_path() +         \
+#define REQUIRE_ORACLE(doc)                                                                           \
+  const nlohmann::json* doc = oracle_document();                                                      \
+  FEWSTEP_NEED_ORACLE(doc != nullptr, std::string("no diffusers oracle output at '") + cases_path() + \
                                           "' (FEWSTEP_PEER_CASES): diffusers is absent, so the fixture skipped")
 
 std::vector<int64_t> shape_of(const nlohmann::json& doc) { return doc.at("shape").get<std::vector<int64_t>>(); }
@@ -109,8 +109,8 @@ TEST(DiffusersPeer, StepNoiseMatchesTheOraclesDraw) {
     if (!j.contains("step_noise") || j["step_noise"].empty()) continue;
     StepNoise noise(shape_of(*doc), j.at("noise_seed").get<uint64_t>() + 1, at::kDouble);
     for (size_t i = 0; i < j["step_noise"].size(); ++i) {
-      const at::Tensor want = at::tensor(j["step_noise"][i].get<std::vector<double>>(),
-                                         at::TensorOptions().dtype(at::kDouble));
+      const at::Tensor want =
+          at::tensor(j["step_noise"][i].get<std::vector<double>>(), at::TensorOptions().dtype(at::kDouble));
       ASSERT_TRUE(at::equal(noise.at_step(static_cast<int64_t>(i)).reshape({-1}), want))
           << j.at("id").get<std::string>() << " step " << i;
     }
@@ -160,8 +160,7 @@ void check_sampler(const std::string& sampler) {
       if (c->compare == "refused")
         std::cout << "[ refused  ] " << c->id << " fewstep must refuse it: " << c->known_different << "\n";
       else
-        std::cout << "[ narrowed ] " << c->id << " compares " << c->compare << " only: " << c->known_different
-                  << "\n";
+        std::cout << "[ narrowed ] " << c->id << " compares " << c->compare << " only: " << c->known_different << "\n";
     }
     if (!c->note.empty()) std::cout << "[ note     ] " << c->id << ": " << c->note << "\n";
     if (problems.empty()) continue;

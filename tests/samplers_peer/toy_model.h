@@ -20,9 +20,9 @@ inline at::Tensor toy_model(const at::Tensor& x, const at::Tensor& timestep) {
   const int64_t n = flat.size(1);
   const at::Tensor tau = (timestep.to(at::kDouble) / 1000.0).reshape({rows, 1});  // [R, 1]
   const at::Tensor k = at::arange(n, at::TensorOptions().dtype(at::kDouble)).reshape({1, n});
-  const at::Tensor a = 0.8 + 0.5 * at::cos(3.0 * tau);   // [R, 1]
+  const at::Tensor a = 0.8 + 0.5 * at::cos(3.0 * tau);      // [R, 1]
   const at::Tensor b = 0.3 * at::sin(0.7 * k + 2.0 * tau);  // [R, n]
-  const at::Tensor neighbour = at::roll(flat, {-1}, {1});  // neighbour[r,k] = flat[r,(k+1) mod n]
+  const at::Tensor neighbour = at::roll(flat, {-1}, {1});   // neighbour[r,k] = flat[r,(k+1) mod n]
   const at::Tensor out = at::tanh(a * flat + b) + (0.1 * (1.0 - tau)) * neighbour;
   return out.reshape(x.sizes()).to(x.scalar_type());
 }

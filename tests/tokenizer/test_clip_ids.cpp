@@ -30,9 +30,7 @@ class ClipIds : public ::testing::Test {
   static void SetUpTestSuite() {
     if (fs::exists(clip_gz())) tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_path(clip_gz()));
   }
-  void SetUp() override {
-    FEWSTEP_NEED_SHARED_DATA(tokenizer_ != nullptr, clip_gz());
-  }
+  void SetUp() override { FEWSTEP_NEED_SHARED_DATA(tokenizer_ != nullptr, clip_gz()); }
   static std::unique_ptr<Tokenizer> tokenizer_;
 };
 std::unique_ptr<Tokenizer> ClipIds::tokenizer_;
@@ -48,8 +46,7 @@ TEST_F(ClipIds, VocabularyLayout) {
 }
 
 TEST_F(ClipIds, IssueExample) {
-  EXPECT_EQ(tokenizer_->encode("a photo of a cat"),
-            (std::vector<int64_t>{49406, 320, 1125, 539, 320, 2368, 49407}));
+  EXPECT_EQ(tokenizer_->encode("a photo of a cat"), (std::vector<int64_t>{49406, 320, 1125, 539, 320, 2368, 49407}));
 }
 
 TEST_F(ClipIds, MatchesOracleIds) {

@@ -59,20 +59,22 @@ TEST(CleanText, NumericReferencesFollowHtml5) {
   EXPECT_EQ(fewstep::clean_text("&#65;&#x42;&#X63;"), "abc");
   EXPECT_EQ(fewstep::clean_text("&#128512;"), "\U0001F600");
   EXPECT_EQ(fewstep::clean_text("&#0;|&#x110000;|&#xD800;"), "\uFFFD|\uFFFD|\uFFFD");
-  EXPECT_EQ(fewstep::clean_text("&#150;"), "\u2013");  // 0x96 read as Windows-1252
+  EXPECT_EQ(fewstep::clean_text("&#150;"), "\u2013");        // 0x96 read as Windows-1252
   EXPECT_EQ(fewstep::clean_text("a&#1;b&#xFFFF;c"), "abc");  // control and noncharacter dropped
   EXPECT_EQ(fewstep::clean_text("&#;&#x;&#xg"), "&#;&#x;&#xg");
 }
 
 TEST(CleanText, NamedReferenceEdgeCases) {
-  EXPECT_EQ(fewstep::clean_text("&ampx &lt3"), "&x <3");  // legacy names need no ';'
-  EXPECT_EQ(fewstep::clean_text("&apos"), "&apos");       // apos needs its ';'
+  EXPECT_EQ(fewstep::clean_text("&ampx &lt3"), "&x <3");       // legacy names need no ';'
+  EXPECT_EQ(fewstep::clean_text("&apos"), "&apos");            // apos needs its ';'
   EXPECT_EQ(fewstep::clean_text("&copy; & ;"), "&copy; & ;");  // outside the small table
 }
 
 TEST(CleanText, UnicodeLowercaseAndInvalidUtf8) {
   EXPECT_EQ(fewstep::clean_text("ÀÉÎÕÜ ÇÑ ŁŽ"), "àéîõü çñ łž");
-  EXPECT_EQ(fewstep::clean_text("a\xff" "b"), "a\uFFFDb");
+  EXPECT_EQ(fewstep::clean_text("a\xff"
+                                "b"),
+            "a\uFFFDb");
   // Python's str.lower: final sigma and İ -> i + U+0307.
   EXPECT_EQ(fewstep::clean_text("ΣΑΣ İ"), "σας i\u0307");
 }
@@ -140,7 +142,7 @@ TEST(HandVocab, PaddingAndTruncation) {
   std::vector<std::string> warnings;
   const fewstep::WarningSink sink = [&](const std::string& m) { warnings.push_back(m); };
   EXPECT_EQ(tok.encode_padded("cat", 5, sink), (Ids{0, 9, 1, 1, 1}));  // padded with EOS
-  EXPECT_EQ(tok.encode_padded("cat", 3, sink), (Ids{0, 9, 1}));  // exact fit: no warning
+  EXPECT_EQ(tok.encode_padded("cat", 3, sink), (Ids{0, 9, 1}));        // exact fit: no warning
   EXPECT_TRUE(warnings.empty());
   tok.set_pad_id(13);
   EXPECT_EQ(tok.encode_padded("cat", 5, sink), (Ids{0, 9, 1, 13, 13}));

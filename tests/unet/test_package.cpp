@@ -25,9 +25,7 @@ class PackageTest : public ::testing::Test {
     manifest_ = json::parse(in);
   }
   void TearDown() override { fs::remove_all(dir_); }
-  void write() {
-    std::ofstream(dir_ / "model.json") << manifest_.dump();
-  }
+  void write() { std::ofstream(dir_ / "model.json") << manifest_.dump(); }
   /// Loads and returns the error message ("" when loading succeeds).
   std::string error() {
     write();
@@ -109,8 +107,8 @@ TEST_F(PackageTest, BetaScheduleOrTrainedBetasRequired) {
 }
 
 TEST_F(PackageTest, OmittedSchedulerKeysTakeDiffusersDefaults) {
-  manifest_["scheduler"] = {{"num_train_timesteps", 1000}, {"prediction_type", "v_prediction"},
-                            {"beta_schedule", "linear"}};
+  manifest_["scheduler"] = {
+      {"num_train_timesteps", 1000}, {"prediction_type", "v_prediction"}, {"beta_schedule", "linear"}};
   write();
   auto m = fewstep::load_manifest(dir_);
   EXPECT_DOUBLE_EQ(m.scheduler.beta_start, 0.0001);
