@@ -280,6 +280,7 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress) {
           row.steps = steps;
           row.seed = seed;
           row.nfe = g.stats.nfe;
+          row.stochastic = draws_step_noise(r);
           row.unet_calls = g.stats.unet_calls;
           if (flops_per_row) row.unet_flops = *flops_per_row * double(g.stats.unet_rows);
           row.wall_ms = g.stats.total_ms;
