@@ -78,3 +78,14 @@ def run(tests) -> int:
             print(f"FAIL {fn.__name__}\n{traceback.format_exc()}")
     print(f"{len(tests) - failed}/{len(tests)} passed")
     return FAIL if failed else 0
+
+
+def scripted(module):
+    """torch.jit.script(module), saved and loaded again, as a package holds it."""
+    import io
+
+    import torch
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(module), buf)
+    buf.seek(0)
+    return torch.jit.load(buf)

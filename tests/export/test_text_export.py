@@ -14,10 +14,9 @@ checked on the meta device. Exit 0 pass, 1 fail, 77 skip (transformers absent).
 """
 from __future__ import annotations
 
-import io
 import sys
 
-from export_test_util import check, need, rel_err, run
+from export_test_util import check, need, rel_err, run, scripted
 
 need("torch", "transformers")
 
@@ -58,14 +57,6 @@ def prompt_ids(length: int, eos: int, pad: int, ends=(9, 30)) -> torch.Tensor:
         ids[row, end] = eos
         ids[row, end + 1:] = pad
     return ids
-
-
-def scripted(module):
-    """torch.jit.script, saved and loaded again, as the package holds it."""
-    buf = io.BytesIO()
-    torch.jit.save(torch.jit.script(module), buf)
-    buf.seek(0)
-    return torch.jit.load(buf)
 
 
 def test_hidden_roles():

@@ -12,10 +12,9 @@ Exit 0 pass, 1 fail, 77 skip (diffusers absent).
 """
 from __future__ import annotations
 
-import io
 import sys
 
-from export_test_util import check, need, rel_err, run
+from export_test_util import check, need, rel_err, run, scripted
 
 need("torch", "diffusers")
 
@@ -39,13 +38,6 @@ def random_vae(seed: int, **cfg) -> AutoencoderKL:
         for p in vae.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     return vae
-
-
-def scripted(module):
-    buf = io.BytesIO()
-    torch.jit.save(torch.jit.script(module), buf)
-    buf.seek(0)
-    return torch.jit.load(buf)
 
 
 def test_decode_matches_diffusers():

@@ -108,31 +108,46 @@ def _linear_modules(model: nn.Module, text: bool) -> Dict[str, str]:
     return paths
 
 
-def _parse_kohya(tensors: Dict[str, torch.Tensor], tables: Dict[str, Dict[str, str]], path: str) -> List[LoraPair]:
-    flat = {c: {p.replace(".", "_"): m for p, m in t.items()} for c, t in tables.items()}
-    pairs: Dict[str, LoraPair] = {}
+_KOHYA_KINDS = {"lora_down.weight": "down", "lora_up.weight": "up", "alpha": "alpha"}
+
+
+def _group(tensors: Dict[str, torch.Tensor], classify, path: str, fmt: str) -> List[LoraPair]:
+    """Groups a file's tensors into LoraPairs. classify(key) gives (component, module path or None
+    when no layer matches, key stem, "down"|"up"|"alpha"), or None for a key of another format."""
+    pairs: Dict[Tuple[str, str], LoraPair] = {}
     unmatched, unknown = [], []
     for key, value in tensors.items():
-        stem, _, suffix = key.partition(".")
-        prefix = next((p for p in KOHYA_PREFIXES if stem.startswith(p)), None)
-        if prefix is None or suffix not in ("lora_down.weight", "lora_up.weight", "alpha"):
+        entry = classify(key)
+        if entry is None:
             unknown.append(key)
             continue
-        component = KOHYA_PREFIXES[prefix]
-        name = stem[len(prefix):]
-        module = flat.get(component, {}).get(name)
+        component, module, stem, kind = entry
         if module is None:
             unmatched.append(key)
             continue
-        pair = pairs.setdefault(stem, LoraPair(component, module, stem))
-        if suffix == "alpha":
+        pair = pairs.setdefault((component, module), LoraPair(component, module, stem))
+        if kind == "alpha":
             pair.alpha = float(value.float().item())
-        elif suffix == "lora_down.weight":
+        elif kind == "down":
             pair.down = value
         else:
             pair.up = value
-    _report(path, unknown, unmatched, "kohya")
+    _report(path, unknown, unmatched, fmt)
     return list(pairs.values())
+
+
+def _parse_kohya(tensors: Dict[str, torch.Tensor], tables: Dict[str, Dict[str, str]], path: str) -> List[LoraPair]:
+    flat = {c: {p.replace(".", "_"): m for p, m in t.items()} for c, t in tables.items()}
+
+    def classify(key: str):
+        stem, _, suffix = key.partition(".")
+        prefix = next((p for p in KOHYA_PREFIXES if stem.startswith(p)), None)
+        if prefix is None or suffix not in _KOHYA_KINDS:
+            return None
+        component = KOHYA_PREFIXES[prefix]
+        return component, flat.get(component, {}).get(stem[len(prefix):]), stem, _KOHYA_KINDS[suffix]
+
+    return _group(tensors, classify, path, "kohya")
 
 
 def _peft_target(rest: str, component: str) -> Tuple[str, str]:
@@ -151,29 +166,19 @@ def _peft_target(rest: str, component: str) -> Tuple[str, str]:
 
 def _parse_peft(tensors: Dict[str, torch.Tensor], metadata: Dict[str, str], tables: Dict[str, Dict[str, str]],
                 path: str) -> List[LoraPair]:
-    pairs: Dict[Tuple[str, str], LoraPair] = {}
-    unmatched, unknown = [], []
-    for key, value in tensors.items():
+    def classify(key: str):
         prefix = next((p for p in PEFT_PREFIXES if key.startswith(p)), None)
-        target, kind = _peft_target(key[len(prefix):], PEFT_PREFIXES[prefix]) if prefix else ("", "")
-        if not kind:
-            unknown.append(key)
-            continue
+        if prefix is None:
+            return None
         component = PEFT_PREFIXES[prefix]
-        module = tables.get(component, {}).get(target)
-        if module is None:
-            unmatched.append(key)
-            continue
-        pair = pairs.setdefault((component, module), LoraPair(component, module, prefix + target))
-        if kind == "alpha":
-            pair.alpha = float(value.float().item())
-        elif kind == "down":
-            pair.down = value
-        else:
-            pair.up = value
-    _report(path, unknown, unmatched, "diffusers/PEFT")
-    _apply_peft_metadata(list(pairs.values()), metadata, path)
-    return list(pairs.values())
+        target, kind = _peft_target(key[len(prefix):], component)
+        if not kind:
+            return None
+        return component, tables.get(component, {}).get(target), prefix + target, kind
+
+    pairs = _group(tensors, classify, path, "diffusers/PEFT")
+    _apply_peft_metadata(pairs, metadata, path)
+    return pairs
 
 
 def _apply_peft_metadata(pairs: List[LoraPair], metadata: Dict[str, str], path: str) -> None:

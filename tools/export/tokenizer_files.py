@@ -101,11 +101,16 @@ def _read_folder(folder: str) -> Tuple[Dict[str, int], List[Tuple[str, str]], Op
                 raise ExportError(f"{merges_path}: line {n + 1} is not two space-separated symbols")
             merges.append(pair)
     pad = None
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+    # transformers lets special_tokens_map.json override tokenizer_config.json (SD 2.x's folder
+    # says "<|endoftext|>" in the latter and "!" in the former; its tokenizer pads with "!").
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
         path = os.path.join(folder, name)
         if pad is None and os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                value = json.load(f).get("pad_token")
+            try:
+                with open(path, encoding="utf-8") as f:
+                    value = json.load(f).get("pad_token")
+            except (OSError, ValueError, AttributeError) as e:
+                raise ExportError(f"{path}: not a JSON object ({str(e).splitlines()[0]})") from None
             pad = value.get("content") if isinstance(value, dict) else value
     return vocab, merges, pad
 
@@ -127,7 +132,8 @@ def write_tokenizer(dst_dir: str, source: Optional[str] = None, pad_token: Optio
     paths relative to dst_dir's parent (the package folder).
 
     source: a diffusers/transformers tokenizer folder (vocab.json, merges.txt, and the pad
-    token from tokenizer_config.json or special_tokens_map.json), OpenAI's gzip merges file,
+    token from special_tokens_map.json, else tokenizer_config.json, the precedence transformers
+    gives them), OpenAI's gzip merges file,
     or None for default_bpe_path(). pad_token: overrides the folder's; else the folder's;
     else <|endoftext|> (CLIP-L). Pass PAD_TOKEN_BY_ROLE[role] for a .gz source of an OpenCLIP
     encoder. Raises ExportError (one line naming the file) for unreadable or malformed

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""tools/export/lora.py against diffusers' load_lora_weights + fuse_lora (peft backend).
+
+A reduced-width SD 1.5 pipeline (UNet widths 32/64, one layer per block,
+CLIP text model of width 64 with 2 layers) on random weights gets a random
+LoRA file; diffusers loads and fuses it at lora_scale 0.7, merge_loras merges
+the same file into copies of the original UNet and text encoder, and the
+UNet's and text encoder's outputs must agree within 1e-4 relative while the
+LoRA moves them by more than 1 %. Cases:
+  - kohya: UNet (attention Linear layers, 1x1 proj_in/conv_shortcut, 3x3
+    ResNet convs: LoCon) and text encoder, alpha != rank;
+  - diffusers/PEFT: lora_A/lora_B keys with PEFT LoraConfig metadata
+    (lora_alpha, alpha_pattern) for UNet and text encoder;
+  - LCM-LoRA layout: kohya keys over diffusers' UNet names, UNet only, the
+    LCM-LoRA target modules (attention, ResNet convs, time_emb_proj,
+    down/upsampler convs), scale 1.0.
+Bad files (not safetensors, truncated, keys matching nothing, shape mismatch,
+LoHa keys) raise a one-line ExportError naming the file and leave the weights
+untouched. Exit 0 pass, 1 fail, 77 skip (diffusers/transformers/peft absent).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+from export_test_util import check, need, rel_err, run
+
+need("torch", "diffusers", "transformers", "peft", "safetensors")
+
+import torch  # noqa: E402
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
+
+import lora as L  # noqa: E402
+from errors import ExportError  # noqa: E402
+
+TMP = tempfile.mkdtemp(prefix="fewstep-lora-test-")
+UNET_TARGETS = ("attentions", "resnets")
+LCM_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+               "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj")
+
+
+def base_models():
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=8,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                                cross_attention_dim=64, attention_head_dim=8, sample_size=8).eval()
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                        num_attention_heads=4, max_position_embeddings=77, bos_token_id=998,
+                                        eos_token_id=999, pad_token_id=1)).eval()
+    return unet, text
+
+
+BASE_UNET, BASE_TEXT = base_models()
+
+
+def layers(model, wanted):
+    """(path, module) of the Linear/Conv2d layers whose path contains or ends with one of `wanted`."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))
+            and any(w in n for w in wanted)]
+
+
+def low_rank(module, rank: int, g: torch.Generator):
+    """Random (down, up) for a Linear [out, in] or Conv2d [out, in, kh, kw] (LoCon: up is 1x1)."""
+    w = module.weight
+    down = torch.randn(rank, *w.shape[1:], generator=g) * 0.1
+    up = torch.randn(w.shape[0], rank, *([1, 1] if w.dim() == 4 else []), generator=g) * 0.1
+    return down, up
+
+
+def kohya_file(name: str, unet_wanted, text: bool, rank: int, alpha: float) -> str:
+    g = torch.Generator().manual_seed(len(name))
+    sd = {}
+    groups = [("lora_unet_", layers(BASE_UNET, unet_wanted), "")]
+    if text:
+        groups.append(("lora_te_", layers(BASE_TEXT, ("self_attn", "mlp")), "text_model_"))
+    for prefix, found, inner in groups:
+        for path, module in found:
+            stem = prefix + inner + path.replace(".", "_")
+            sd[stem + ".lora_down.weight"], sd[stem + ".lora_up.weight"] = low_rank(module, rank, g)
+            sd[stem + ".alpha"] = torch.tensor(alpha)
+    out = os.path.join(TMP, name)
+    save_file(sd, out)
+    return out
+
+
+def peft_file(name: str) -> str:
+    g = torch.Generator().manual_seed(7)
+    sd = {}
+    for path, module in layers(BASE_UNET, UNET_TARGETS):
+        sd[f"unet.{path}.lora_A.weight"], sd[f"unet.{path}.lora_B.weight"] = low_rank(module, 4, g)
+    for path, module in layers(BASE_TEXT, ("self_attn", "mlp")):
+        key = f"text_encoder.text_model.{path}"  # the layout saved with transformers 4
+        sd[f"{key}.lora_A.weight"], sd[f"{key}.lora_B.weight"] = low_rank(module, 4, g)
+    meta = {"unet.r": 4, "unet.lora_alpha": 8, "unet.alpha_pattern": {"conv1": 2},
+            "unet.target_modules": ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj",
+                                    "ff.net.2", "conv1", "conv2", "conv_shortcut", "time_emb_proj"],
+            "text_encoder.r": 4, "text_encoder.lora_alpha": 2, "text_encoder.alpha_pattern": {"mlp.fc1": 6},
+            "text_encoder.target_modules": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]}
+    out = os.path.join(TMP, name)
+    save_file(sd, out, metadata={"format": "pt", "lora_adapter_metadata": json.dumps(meta)})
+    return out
+
+
+def outputs(unet, text):
+    g = torch.Generator().manual_seed(3)
+    x, ctx = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 7, 64, generator=g)
+    ids = torch.randint(0, 998, (2, 7), generator=g)
+    with torch.no_grad():
+        return unet(x, torch.tensor([10.0, 700.0]), ctx).sample, text(ids).last_hidden_state
+
+
+def compare_with_diffusers(path: str, scale: float, text_lora: bool) -> None:
+    unet, text = copy.deepcopy(BASE_UNET), copy.deepcopy(BASE_TEXT)
+    pipe = StableDiffusionPipeline(vae=AutoencoderKL(block_out_channels=[8], norm_num_groups=8), text_encoder=text,
+                                   tokenizer=None, unet=unet, scheduler=DDIMScheduler(), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.load_lora_weights(path)
+    pipe.fuse_lora(lora_scale=scale)
+    ref_unet, ref_text = outputs(pipe.unet, pipe.text_encoder)
+    mine_unet, mine_text = copy.deepcopy(BASE_UNET), copy.deepcopy(BASE_TEXT)
+    count = L.merge_loras(mine_unet, [mine_text], [(path, scale)])
+    got_unet, got_text = outputs(mine_unet, mine_text)
+    base_unet, base_text = outputs(BASE_UNET, BASE_TEXT)
+    name = os.path.basename(path)
+    check(count > 0, f"{name}: nothing merged")
+    err_u, err_t = rel_err(got_unet, ref_unet), rel_err(got_text, ref_text)
+    check(err_u < 1e-4 and err_t < 1e-4, f"{name}: relative errors UNet {err_u:.2e}, text {err_t:.2e}")
+    check(rel_err(base_unet, ref_unet) > 1e-2, f"{name}: the LoRA does not change the UNet")
+    moved_text = rel_err(base_text, ref_text)
+    check(moved_text > 1e-2 if text_lora else moved_text == 0, f"{name}: text encoder moved by {moved_text:.2e}")
+
+
+def test_kohya():
+    compare_with_diffusers(kohya_file("kohya.safetensors", UNET_TARGETS, True, rank=4, alpha=2.0), 0.7, True)
+
+
+def test_peft_with_metadata():
+    compare_with_diffusers(peft_file("peft.safetensors"), 0.7, True)
+
+
+def test_lcm_lora_layout():
+    path = kohya_file("lcm_lora.safetensors", LCM_TARGETS, False, rank=8, alpha=8.0)
+    names = [n for n, _ in layers(BASE_UNET, LCM_TARGETS)]
+    check(any("downsamplers" in n for n in names) and any("upsamplers" in n for n in names)
+          and any("conv_shortcut" in n for n in names), "the small UNet lacks sampler/shortcut convs")
+    compare_with_diffusers(path, 1.0, False)
+
+
+def expect_error(path: str, *fragments: str) -> None:
+    unet, text = copy.deepcopy(BASE_UNET), copy.deepcopy(BASE_TEXT)
+    good = kohya_file("good.safetensors", ("attn1.to_q",), False, rank=2, alpha=1.0)
+    try:
+        L.merge_loras(unet, [text], [(good, 1.0), (path, 1.0)])
+    except ExportError as e:
+        msg = str(e)
+        check("\n" not in msg and path in msg, f"not one line naming the file: {msg!r}")
+        for f in fragments:
+            check(f in msg, f"'{f}' missing from: {msg}")
+    else:
+        raise AssertionError(f"{path}: accepted")
+    same = all(torch.equal(a, b) for a, b in zip(unet.state_dict().values(), BASE_UNET.state_dict().values()))
+    check(same, f"{path}: weights changed although the merge failed")
+
+
+def test_bad_files():
+    garbage = os.path.join(TMP, "garbage.safetensors")
+    with open(garbage, "wb") as f:
+        f.write(b"\x89PNG not a safetensors file at all")
+    expect_error(garbage, "not a readable safetensors")
+    good = kohya_file("whole.safetensors", UNET_TARGETS, False, rank=4, alpha=4.0)
+    truncated = os.path.join(TMP, "truncated.safetensors")
+    with open(good, "rb") as src, open(truncated, "wb") as dst:
+        data = src.read()
+        dst.write(data[: len(data) // 2])
+    expect_error(truncated, "safetensors")
+    g = torch.Generator().manual_seed(0)
+    nomatch = os.path.join(TMP, "nomatch.safetensors")
+    save_file({f"lora_unet_down_blocks_9_attentions_0_proj_{i}.lora_down.weight": torch.randn(2, 8, generator=g)
+               for i in range(6)}, nomatch)
+    expect_error(nomatch, "match no layer", "lora_unet_down_blocks_9_attentions_0_proj_0", "+2 more")
+    shape = os.path.join(TMP, "shape.safetensors")
+    stem = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+    save_file({stem + ".lora_down.weight": torch.randn(4, 48), stem + ".lora_up.weight": torch.randn(32, 4)}, shape)
+    expect_error(shape, "shape mismatch", stem, "[4, 48]")
+    loha = os.path.join(TMP, "loha.safetensors")
+    save_file({stem + ".hada_w1_a": torch.randn(32, 4), stem + ".hada_w1_b": torch.randn(4, 32)}, loha)
+    expect_error(loha, "unsupported adapter type")
+    other = os.path.join(TMP, "other.safetensors")
+    save_file({"model.diffusion_model.out.2.weight": torch.randn(4, 4)}, other)
+    expect_error(other, "no kohya")
+
+
+if __name__ == "__main__":
+    try:
+        code = run([test_kohya, test_peft_with_metadata, test_lcm_lora_layout, test_bad_files])
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+    sys.exit(code)
