@@ -13,7 +13,13 @@ LoRA moves them by more than 1 %. Cases:
     (lora_alpha, alpha_pattern) for UNet and text encoder;
   - LCM-LoRA layout: kohya keys over diffusers' UNet names, UNet only, the
     LCM-LoRA target modules (attention, ResNet convs, time_emb_proj,
-    down/upsampler convs), scale 1.0.
+    down/upsampler convs), scale 1.0;
+  - kohya keys in the LDM/SGM naming (lora_unet_input_blocks_1_1_...), written
+    from the openaimodel UNet's layout: each resolves to the layer diffusers'
+    SDXL loader (_maybe_map_sgm_blocks_to_diffusers) picks, and the fused
+    result matches. The upsampler of a level without attention
+    (output_blocks.N.1.conv in LDM) is checked against the LDM layout only:
+    diffusers' mapper calls every ".1" an attention (SDXL never has that case).
 Bad files (not safetensors, truncated, keys matching nothing, shape mismatch,
 LoHa keys) raise a one-line ExportError naming the file and leave the weights
 untouched. Exit 0 pass, 1 fail, 77 skip (diffusers/transformers/peft absent).
@@ -116,12 +122,17 @@ def outputs(unet, text):
         return unet(x, torch.tensor([10.0, 700.0]), ctx).sample, text(ids).last_hidden_state
 
 
-def compare_with_diffusers(path: str, scale: float, text_lora: bool) -> None:
+def compare_with_diffusers(path: str, scale: float, text_lora: bool, sgm: bool = False) -> None:
     unet, text = copy.deepcopy(BASE_UNET), copy.deepcopy(BASE_TEXT)
     pipe = StableDiffusionPipeline(vae=AutoencoderKL(block_out_channels=[8], norm_num_groups=8), text_encoder=text,
                                    tokenizer=None, unet=unet, scheduler=DDIMScheduler(), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
-    pipe.load_lora_weights(path)
+    if sgm:  # only diffusers' SDXL loader maps LDM block names (it passes the UNet config)
+        from diffusers import StableDiffusionXLPipeline
+        state, alphas = StableDiffusionXLPipeline.lora_state_dict(path, unet_config=unet.config)
+        pipe.load_lora_into_unet(state, alphas, unet=pipe.unet, _pipeline=pipe)
+    else:
+        pipe.load_lora_weights(path)
     pipe.fuse_lora(lora_scale=scale)
     ref_unet, ref_text = outputs(pipe.unet, pipe.text_encoder)
     mine_unet, mine_text = copy.deepcopy(BASE_UNET), copy.deepcopy(BASE_TEXT)
@@ -151,6 +162,45 @@ def test_lcm_lora_layout():
     check(any("downsamplers" in n for n in names) and any("upsamplers" in n for n in names)
           and any("conv_shortcut" in n for n in names), "the small UNet lacks sampler/shortcut convs")
     compare_with_diffusers(path, 1.0, False)
+
+
+def sgm_stems() -> dict:
+    """kohya stem -> LDM module path for the test UNet, from the openaimodel layout: input_blocks[0] =
+    conv_in; per down level, one [ResBlock, SpatialTransformer?] per layer, then [Downsample(op)];
+    middle_block = [ResBlock, SpatialTransformer, ResBlock]; per up level, layers_per_block + 1 of
+    [ResBlock, SpatialTransformer?, Upsample(conv) in the last]; ResBlock convs in_layers.2,
+    out_layers.3, emb_layers.1 and skip_connection (1x1, where the width changes)."""
+    attn = ["proj_in", "proj_out"] + [f"transformer_blocks.0.{a}.{p}" for a in ("attn1", "attn2")
+                                      for p in ("to_q", "to_k", "to_v", "to_out.0")]
+    attn += ["transformer_blocks.0.ff.net.0.proj", "transformer_blocks.0.ff.net.2"]
+    res = ["in_layers.2", "emb_layers.1", "out_layers.3"]
+    names = ["input_blocks.0.0", "time_embed.0", "time_embed.2", "out.2", "input_blocks.2.0.op"]
+    names += [f"input_blocks.1.0.{r}" for r in res] + [f"input_blocks.1.1.{a}" for a in attn]
+    names += [f"input_blocks.3.0.{r}" for r in res + ["skip_connection"]]
+    names += [f"middle_block.{i}.{r}" for i in (0, 2) for r in res] + [f"middle_block.1.{a}" for a in attn]
+    names += [f"output_blocks.{i}.0.{r}" for i in range(4) for r in res + ["skip_connection"]]
+    names += [f"output_blocks.{i}.1.{a}" for i in (2, 3) for a in attn]
+    return {"lora_unet_" + n.replace(".", "_"): n for n in names}
+
+
+def test_kohya_sgm():
+    from diffusers import StableDiffusionXLPipeline
+    mine = {L.sgm_path(n, BASE_UNET): n for n, _ in layers(BASE_UNET, ("",))}
+    check(mine.get("output_blocks.1.1.conv") == "up_blocks.0.upsamplers.0.conv", "upsampler of a plain level")
+    modules = dict(BASE_UNET.named_modules())
+    g = torch.Generator().manual_seed(5)
+    sd = {}
+    for stem, ldm in sgm_stems().items():
+        one = {stem + ".lora_down.weight": torch.zeros(1, 1), stem + ".lora_up.weight": torch.zeros(1, 1)}
+        converted, _ = StableDiffusionXLPipeline.lora_state_dict(one, unet_config=BASE_UNET.config)
+        (down,) = [k for k in converted if k.endswith("down.weight")]
+        target, _ = L._peft_target(down[len("unet."):], "unet")
+        check(mine.get(ldm) == target, f"{ldm}: ours {mine.get(ldm)}, diffusers {target}")
+        sd[stem + ".lora_down.weight"], sd[stem + ".lora_up.weight"] = low_rank(modules[target], 4, g)
+        sd[stem + ".alpha"] = torch.tensor(2.0)
+    path = os.path.join(TMP, "sgm.safetensors")
+    save_file(sd, path)
+    compare_with_diffusers(path, 0.7, False, sgm=True)
 
 
 def expect_error(path: str, *fragments: str) -> None:
@@ -199,7 +249,7 @@ def test_bad_files():
 
 if __name__ == "__main__":
     try:
-        code = run([test_kohya, test_peft_with_metadata, test_lcm_lora_layout, test_bad_files])
+        code = run([test_kohya, test_peft_with_metadata, test_lcm_lora_layout, test_kohya_sgm, test_bad_files])
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
     sys.exit(code)

@@ -23,8 +23,11 @@ Formats, told apart by their keys:
     lora_alpha, rank_pattern, alpha_pattern, use_rslora) when present, else
     from `<path>.alpha` keys, else α = r (scale 1), as diffusers' loader does.
 
-kohya files in the SGM (original LDM) block naming (`lora_unet_input_blocks_4_1_...`),
-LoHa/LoKr, DoRA and LoCon's Tucker `lora_mid` are refused with a one-line ExportError.
+kohya also names UNet layers by the original LDM/SGM module paths (`lora_unet_input_blocks_4_1_...`,
+as sd-scripts does for SDXL and LoRA extraction does for SD 1.x): sgm_path() gives each diffusers
+layer its LDM path (the openaimodel UNet's input_blocks/middle_block/output_blocks numbering),
+so both spellings resolve. LoHa/LoKr, DoRA and LoCon's Tucker `lora_mid` are refused with a
+one-line ExportError.
 """
 from __future__ import annotations
 
@@ -96,7 +99,8 @@ def _few(keys: Sequence[str]) -> str:
 
 
 def _linear_modules(model: nn.Module, text: bool) -> Dict[str, str]:
-    """path -> path of every Linear/Conv2d, text encoders also under `text_model.` and without it."""
+    """accepted path -> module path of every Linear/Conv2d. Text encoders: also under `text_model.`
+    and without it; a diffusers UNet: also its LDM/SGM path (sgm_path)."""
     paths = {}
     for name, mod in model.named_modules():
         if isinstance(mod, (nn.Linear, nn.Conv2d)):
@@ -105,7 +109,51 @@ def _linear_modules(model: nn.Module, text: bool) -> Dict[str, str]:
                 short = name[len("text_model."):] if name.startswith("text_model.") else name
                 paths.setdefault("text_model." + short, name)
                 paths.setdefault(short, name)
+            elif hasattr(model, "down_blocks"):
+                sgm = sgm_path(name, model)
+                if sgm:
+                    paths.setdefault(sgm, name)
     return paths
+
+
+_SGM_FIXED = {"conv_in": "input_blocks.0.0", "time_embedding.linear_1": "time_embed.0",
+              "time_embedding.linear_2": "time_embed.2", "add_embedding.linear_1": "label_emb.0.0",
+              "add_embedding.linear_2": "label_emb.0.2", "conv_norm_out": "out.0", "conv_out": "out.2"}
+_SGM_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
+               "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+_SGM_MID = {("resnets", 0): 0, ("attentions", 0): 1, ("resnets", 1): 2}
+
+
+def sgm_path(path: str, unet: nn.Module) -> Optional[str]:
+    """The original LDM/SGM module path (Rombach et al. 2022's openaimodel UNet) of a module path of
+    diffusers' UNet2DConditionModel, or None outside the blocks. Down level l, layer k is
+    input_blocks[1 + sum_{l'<l}(n_l' + 1) + k] (its downsampler at k = n_l, ".op"); up level l,
+    layer k is output_blocks[sum_{l'<l}(m_l') + k] with m_l = n_(L-1-l) + 1 layers (its upsampler
+    in the last one, sub-module 2 after an attention, else 1); ResNet layers renamed per _SGM_RESNET."""
+    if path in _SGM_FIXED:
+        return _SGM_FIXED[path]
+    m = re.fullmatch(r"(down_blocks|up_blocks|mid_block)\.(?:(\d+)\.)?(resnets|attentions|downsamplers|upsamplers)"
+                     r"\.(\d+)\.(.+)", path)
+    if not m:
+        return None
+    kind, level, part, k, rest = m.group(1), int(m.group(2) or 0), m.group(3), int(m.group(4)), m.group(5)
+    if part == "resnets":
+        head, _, tail = rest.partition(".")
+        rest = _SGM_RESNET.get(head, head) + ("." + tail if tail else "")
+    if kind == "mid_block":
+        return f"middle_block.{_SGM_MID[(part, k)]}.{rest}" if (part, k) in _SGM_MID else None
+    lpb = unet.config.layers_per_block
+    per_level = list(lpb) if isinstance(lpb, (list, tuple)) else [lpb] * len(unet.down_blocks)
+    if kind == "down_blocks":
+        index = 1 + sum(n + 1 for n in per_level[:level]) + (per_level[level] if part == "downsamplers" else k)
+        if part == "downsamplers":
+            return f"input_blocks.{index}.0.{rest.replace('conv', 'op', 1)}"
+        return f"input_blocks.{index}.{1 if part == 'attentions' else 0}.{rest}"
+    up_layers = [n + 1 for n in reversed(per_level)]
+    index = sum(up_layers[:level]) + (up_layers[level] - 1 if part == "upsamplers" else k)
+    if part == "upsamplers":
+        return f"output_blocks.{index}.{2 if hasattr(unet.up_blocks[level], 'attentions') else 1}.{rest}"
+    return f"output_blocks.{index}.{1 if part == 'attentions' else 0}.{rest}"
 
 
 _KOHYA_KINDS = {"lora_down.weight": "down", "lora_up.weight": "up", "alpha": "alpha"}
@@ -216,9 +264,6 @@ def _report(path: str, unknown: List[str], unmatched: List[str], fmt: str) -> No
     bad = [k for k in unknown if any(u in k for u in _UNSUPPORTED)]
     if bad:
         raise ExportError(f"--lora {path}: unsupported adapter type (LoHa/LoKr/DoRA/Tucker) in keys {_few(bad)}")
-    sgm = [k for k in unmatched if re.match(r"lora_unet_(input_blocks|middle_block|output_blocks)_", k)]
-    if sgm:
-        raise ExportError(f"--lora {path}: kohya keys in the SGM/LDM block naming are not supported: {_few(sgm)}")
     if unknown:
         raise ExportError(f"--lora {path}: {len(unknown)} keys are not {fmt} LoRA keys: {_few(unknown)}")
     if unmatched:
