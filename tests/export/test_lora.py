@@ -164,6 +164,35 @@ def test_lcm_lora_layout():
     compare_with_diffusers(path, 1.0, False)
 
 
+def test_second_text_encoder():
+    """lora_te2_ keys (SDXL's text_encoder_2, with projection) change only that encoder, by exactly
+    scale * (alpha / rank) * up @ down (LoRA, Hu et al. 2021, eq. 3), in float32 and in float16."""
+    from transformers import CLIPTextModelWithProjection
+    for dtype, tol in ((torch.float32, 1e-6), (torch.float16, 1e-3)):
+        te1 = copy.deepcopy(BASE_TEXT).to(dtype)
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig(vocab_size=1000, hidden_size=32, intermediate_size=64,
+                                                         num_hidden_layers=2, num_attention_heads=2,
+                                                         projection_dim=16)).to(dtype)
+        before1, before2 = copy.deepcopy(te1.state_dict()), copy.deepcopy(te2.state_dict())
+        g = torch.Generator().manual_seed(11)
+        down, up = torch.randn(3, 32, generator=g), torch.randn(16, 3, generator=g)
+        down2, up2 = torch.randn(3, 32, generator=g), torch.randn(32, 3, generator=g)
+        path = os.path.join(TMP, "te2.safetensors")
+        save_file({"lora_te2_text_projection.lora_down.weight": down, "lora_te2_text_projection.lora_up.weight": up,
+                   "lora_te2_text_projection.alpha": torch.tensor(1.5),
+                   "lora_te2_text_model_encoder_layers_1_self_attn_v_proj.lora_down.weight": down2,
+                   "lora_te2_text_model_encoder_layers_1_self_attn_v_proj.lora_up.weight": up2}, path)
+        check(L.merge_loras(copy.deepcopy(BASE_UNET), [te1, te2], [(path, 0.5)]) == 2, "two layers expected")
+        after = te2.state_dict()
+        for key, delta in (("text_projection.weight", 0.5 * 1.5 / 3 * up @ down),
+                           ("text_model.encoder.layers.1.self_attn.v_proj.weight", 0.5 * up2 @ down2)):
+            got = after[key].float() - before2[key].float()
+            check(rel_err(got, delta) < tol, f"{dtype} {key}: relative error {rel_err(got, delta):.2e}")
+        changed = [k for k in after if not torch.equal(after[k], before2[k])]
+        check(len(changed) == 2, f"{dtype}: changed {changed}")
+        check(all(torch.equal(v, before1[k]) for k, v in te1.state_dict().items()), "the first encoder changed")
+
+
 def sgm_stems() -> dict:
     """kohya stem -> LDM module path for the test UNet, from the openaimodel layout: input_blocks[0] =
     conv_in; per down level, one [ResBlock, SpatialTransformer?] per layer, then [Downsample(op)];
@@ -249,7 +278,8 @@ def test_bad_files():
 
 if __name__ == "__main__":
     try:
-        code = run([test_kohya, test_peft_with_metadata, test_lcm_lora_layout, test_kohya_sgm, test_bad_files])
+        code = run([test_kohya, test_peft_with_metadata, test_lcm_lora_layout, test_kohya_sgm,
+                    test_second_text_encoder, test_bad_files])
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
     sys.exit(code)

@@ -9,16 +9,24 @@ within 1e-4 relative, at reduced width (hidden 64, 4 heads, 3 layers):
   sdxl_te2:   (hidden_states[-2], text_embeds), with the legacy eos_token_id = 2
               (argmax pooling) and with a real eos id placed so that the two
               pooling rules pick different tokens.
+Whole text conditioning against the pipelines' own encode_prompt (diffusers'
+StableDiffusionPipeline for sd15 and sd2, StableDiffusionXLPipeline for the
+concatenated context and pooled embedding): CLIPTokenizer built from the files
+tokenizer_files.py writes, with each pipeline's pad token, then the scripted
+modules on the ids fewstep would build (tokens padded with the returned pad_id).
 The LDM key map and the CLIP ViT-L/14 parameter count (123,060,480) are
-checked on the meta device. Exit 0 pass, 1 fail, 77 skip (transformers absent).
+checked on the meta device.
+Usage: test_text_export.py [bpe_simple_vocab_16e6.txt.gz]  (for the pipeline test)
+Exit 0 pass, 1 fail, 77 skip (transformers or diffusers absent).
 """
 from __future__ import annotations
 
+import os
 import sys
 
-from export_test_util import check, need, rel_err, run, scripted
+from export_test_util import ROOT, check, need, oracles_required, rel_err, run, scripted
 
-need("torch", "transformers")
+need("torch", "transformers", "diffusers")
 
 import torch  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection  # noqa: E402
@@ -166,6 +174,76 @@ def test_errors():
         raise AssertionError("hidden_act relu accepted")
 
 
+def clip_merges_file():
+    """The CLIP merges file from argv, ../shared/data or open-clip-torch; None when absent."""
+    import tokenizer_files as tf
+    for path in sys.argv[1:2] + [os.path.join(ROOT, "..", "shared", "data", "clip", tf.BPE_FILE)]:
+        if os.path.isfile(path):
+            return path
+    try:
+        return tf.default_bpe_path()
+    except ExportError:
+        return None
+
+
+def test_pipeline_encode_prompt():
+    """fewstep's conditioning (ids padded with the manifest pad_id, scripted modules, SDXL's concat and
+    pooled output) equals diffusers' encode_prompt for SD 1.5, SD 2.x and SDXL at width 32-64."""
+    import tempfile
+
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from transformers import CLIPTokenizer
+
+    import tokenizer_files as tf
+    gz = clip_merges_file()
+    if gz is None:
+        check(not oracles_required(), "no CLIP merges file (shared data or open-clip-torch)")
+        print("  (skipped: no CLIP merges file)")
+        return
+    prompts = ["a photo of a cat", "a red apple on a wooden table, 4k, highly detailed"]
+
+    def clip(cls, act, width, seed):
+        cfg = CLIPTextConfig(vocab_size=49408, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=3,
+                             num_attention_heads=2, max_position_embeddings=77, hidden_act=act,
+                             projection_dim=width, bos_token_id=0, eos_token_id=2, pad_token_id=1)
+        return random_model(cls, cfg, seed)
+
+    with tempfile.TemporaryDirectory() as pkg:
+        tok, ids = {}, {}
+        for role in te.ROLES:
+            entry = tf.write_tokenizer(os.path.join(pkg, role), gz, pad_token=tf.PAD_TOKEN_BY_ROLE[role])
+            tok[role] = CLIPTokenizer(vocab=os.path.join(pkg, entry["vocab"]), merges=os.path.join(pkg, entry["merges"]),
+                                      pad_token=tf.PAD_TOKEN_BY_ROLE[role], model_max_length=77)
+            # what the runtime builds: BOS, tokens, EOS, then the manifest's pad_id up to 77
+            rows = [tok[role](p)["input_ids"] for p in prompts]
+            ids[role] = torch.tensor([r + [entry["pad_id"]] * (77 - len(r)) for r in rows])
+        for role, act, seed in (("sd15", "quick_gelu", 5), ("sd2", "gelu", 6)):
+            model = clip(CLIPTextModel, act, 64, seed)
+            pipe = StableDiffusionPipeline(vae=None, text_encoder=model, tokenizer=tok[role], unet=None, scheduler=None,
+                                           safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+            ref, _ = pipe.encode_prompt(prompts, "cpu", 1, False)
+            with torch.no_grad():
+                got = scripted(te.from_transformers(model, role))(ids[role])
+            check(rel_err(got, ref) < 1e-4, f"{role}: relative error {rel_err(got, ref):.2e} against encode_prompt")
+        te1 = clip(CLIPTextModel, "quick_gelu", 32, 7)
+        te2 = clip(CLIPTextModelWithProjection, "gelu", 64, 8)
+        pipe = StableDiffusionXLPipeline(vae=None, text_encoder=te1, text_encoder_2=te2, tokenizer=tok["sdxl_te1"],
+                                         tokenizer_2=tok["sdxl_te2"], unet=None, scheduler=None)
+        ref, _, ref_pooled, _ = pipe.encode_prompt(prompts, device="cpu", do_classifier_free_guidance=False)
+        with torch.no_grad():
+            hidden1 = scripted(te.from_transformers(te1, "sdxl_te1"))(ids["sdxl_te1"])
+            hidden2, pooled = scripted(te.from_transformers(te2, "sdxl_te2"))(ids["sdxl_te2"])
+        context = torch.cat([hidden1, hidden2], dim=-1)  # the manifest contract: SDXL context = cat(te1, te2)
+        check(context.shape == (2, 77, 96), f"SDXL context {tuple(context.shape)}")
+        check(rel_err(context, ref) < 1e-4 and rel_err(pooled, ref_pooled) < 1e-4,
+              f"sdxl: errors {rel_err(context, ref):.2e}, pooled {rel_err(pooled, ref_pooled):.2e}")
+        # the pad id matters: OpenCLIP's ids padded with the end token give another context
+        wrong = ids["sdxl_te2"].masked_fill(ids["sdxl_te2"] == 0, 49407)
+        with torch.no_grad():
+            wrong_hidden, _ = te.from_transformers(te2, "sdxl_te2")(wrong)
+        check(rel_err(wrong_hidden, hidden2) > 1e-3, "padding with 49407 instead of 0 changed nothing")
+
+
 if __name__ == "__main__":
     sys.exit(run([test_hidden_roles, test_pooled_role, test_causal_and_sdpa, test_ldm_key_map_and_counts,
-                  test_errors]))
+                  test_errors, test_pipeline_encode_prompt]))
