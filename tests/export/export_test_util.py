@@ -1,38 +1,28 @@
 """Shared helpers of the exporter's Python tests (tests/export/test_*.py).
 
-Exit codes follow ctest: 0 pass, 1 fail, 77 skip. A missing oracle library
-(diffusers, transformers, peft) is a skip on a user's machine and a failure
-where FEWSTEP_REQUIRE_ORACLES=1 (CI), so an oracle test can never pass by
-not running.
+Exit codes follow ctest: 0 pass, 1 fail, 77 skip. Skipping goes through
+tools/oracles/oracle_env.py: a missing oracle package (diffusers, transformers,
+peft) is a skip on a user's machine and a failure where
+FEWSTEP_REQUIRE_ORACLES=1 (CI), so an oracle test can never pass by not running.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import time
 import traceback
 
-SKIP, FAIL = 77, 1
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools", "export"))
+sys.path.insert(0, os.path.join(ROOT, "tools", "oracles"))
 
-
-def oracles_required() -> bool:
-    return os.environ.get("FEWSTEP_REQUIRE_ORACLES", "") not in ("", "0")
+from oracle_env import import_or_skip, skip  # noqa: E402,F401  (re-exported for the tests)
 
 
 def need(*modules: str) -> None:
     """Imports `modules` or exits: 77 (skip), or 1 when FEWSTEP_REQUIRE_ORACLES=1."""
     for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            if oracles_required():
-                print(f"FAIL: oracle {name} is required (FEWSTEP_REQUIRE_ORACLES=1) but missing: {e}")
-                sys.exit(FAIL)
-            print(f"SKIP: {name} is not installed in this Python ({e})")
-            sys.exit(SKIP)
+        import_or_skip(name)
     quiet_oracles()
 
 
@@ -40,18 +30,25 @@ def quiet_oracles() -> None:
     """Silences the oracles' progress bars and deprecation chatter."""
     import warnings
     warnings.filterwarnings("ignore")
+    for name in ("diffusers", "transformers"):
+        if name in sys.modules:
+            logging = sys.modules[name].utils.logging
+            logging.set_verbosity_error()
+            logging.disable_progress_bar()
+
+
+def clip_merges_file(argv_path: str | None = None) -> str:
+    """OpenAI's CLIP merges file: `argv_path`, else ../shared/data/clip, else the copy that
+    open-clip-torch ships; skips (fails in CI) when none exists."""
+    import tokenizer_files as tf
+    from errors import ExportError
+    for path in ([argv_path] if argv_path else []) + [os.path.join(ROOT, "..", "shared", "data", "clip", tf.BPE_FILE)]:
+        if os.path.isfile(path):
+            return path
     try:
-        import diffusers
-        diffusers.utils.logging.set_verbosity_error()
-        diffusers.utils.logging.disable_progress_bar()
-    except ImportError:
-        pass
-    try:
-        import transformers
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except ImportError:
-        pass
+        return tf.default_bpe_path()
+    except ExportError as e:
+        skip(f"no CLIP merges file: {e}")
 
 
 def rel_err(got, ref) -> float:
@@ -65,8 +62,19 @@ def check(cond: bool, message: str) -> None:
         raise AssertionError(message)
 
 
+def scripted(module):
+    """torch.jit.script(module), saved and loaded again, as a package holds it."""
+    import io
+
+    import torch
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(module), buf)
+    buf.seek(0)
+    return torch.jit.load(buf)
+
+
 def run(tests) -> int:
-    """Runs each test function, prints PASS/FAIL lines and returns the exit code."""
+    """Runs each test function, prints PASS/FAIL lines and returns the exit code (0 or 1)."""
     failed = 0
     for fn in tests:
         start = time.time()
@@ -77,15 +85,4 @@ def run(tests) -> int:
             failed += 1
             print(f"FAIL {fn.__name__}\n{traceback.format_exc()}")
     print(f"{len(tests) - failed}/{len(tests)} passed")
-    return FAIL if failed else 0
-
-
-def scripted(module):
-    """torch.jit.script(module), saved and loaded again, as a package holds it."""
-    import io
-
-    import torch
-    buf = io.BytesIO()
-    torch.jit.save(torch.jit.script(module), buf)
-    buf.seek(0)
-    return torch.jit.load(buf)
+    return 1 if failed else 0
