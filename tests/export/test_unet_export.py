@@ -93,7 +93,7 @@ def compare(model, seed: int):
             ac = torch.cat([pooled, ids], 1)
         with torch.no_grad():
             want = model(x, t, ctx, **kwargs).sample
-            got = T.blockwise(loaded, x, t, ctx, tc, ac)
+            got = U.run_blockwise(loaded, x, t, ctx, tc, ac)
             if b == 1:  # the monolithic forward is the same computation
                 worst = max(worst, T.rel_err(loaded(x, t, ctx, tc, ac), want))
         assert want.abs().max() > 0
@@ -154,7 +154,7 @@ def test_comparison_can_fail():
     dict(loaded.named_parameters())["input_blocks.1.layers.1.transformer_blocks.0.attn1.to_q.weight"].data.mul_(1.5)
     x, t, ctx = torch.randn(2, 4, 16, 16), torch.tensor([10.0, 900.0]), torch.randn(2, 7, 64)
     with torch.no_grad():
-        err = T.rel_err(T.blockwise(loaded, x, t, ctx), model(x, t, ctx).sample)
+        err = T.rel_err(U.run_blockwise(loaded, x, t, ctx), model(x, t, ctx).sample)
     assert err > RTOL, "a changed attention weight went unnoticed (%.3g)" % err
 
 

@@ -46,8 +46,9 @@ def need(*modules: str) -> None:
     torch.set_num_threads(1)  # small tensors: one thread, and no spinning on a shared 2-core machine
     import diffusers
     import transformers
-    diffusers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.set_verbosity_error()
+    for lib in (diffusers, transformers):
+        lib.utils.logging.set_verbosity_error()
+        lib.utils.logging.disable_progress_bar()
 
 
 def run(tests) -> int:
@@ -69,21 +70,6 @@ def rel_err(got, ref) -> float:
     """||got - ref|| / ||ref|| in float64 (relative L2 error)."""
     ref = ref.double()
     return float((got.double() - ref).norm() / ref.norm().clamp_min(1e-300))
-
-
-def blockwise(m, x, t, ctx, tc=None, ac=None):
-    """Runs fewstep's block-wise contract on a (scripted) UNet, looking the blocks up by name."""
-    import torch
-    empty = torch.zeros(0)
-    emb = m.time_embed(t, empty if tc is None else tc, empty if ac is None else ac)
-    h, skips = x, []
-    for blk in m.input_blocks.children():
-        h = blk(h, emb, ctx)
-        skips.append(h)
-    h = m.middle_block(h, emb, ctx)
-    for blk in m.output_blocks.children():
-        h = blk(torch.cat([h, skips.pop()], 1), emb, ctx)
-    return m.out(h)
 
 
 def ldm_state_dict(model, extras: bool = True):

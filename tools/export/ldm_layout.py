@@ -63,6 +63,11 @@ def _shape(shapes: Shapes, key: str, what: str) -> Tuple[int, ...]:
     return tuple(shapes[key])
 
 
+def _dim(shapes: Shapes, key: str, axis: int, default: int) -> int:
+    """One size of a tensor, or default when the key is absent (check_layout then reports it)."""
+    return shapes[key][axis] if key in shapes and len(shapes[key]) > axis else default
+
+
 def detect_family(shapes: Shapes) -> str:
     """'sd1', 'sd2' or 'sdxl' from the keys and shapes of an LDM checkpoint; ExportError when it
     is none of them (the message says which flag or file would do)."""
@@ -132,7 +137,7 @@ def infer_unet_config(shapes: Shapes, base: dict, family: str) -> dict:
     to_k = [k for k in shapes if k.startswith(UNET) and k.endswith("attn2.to_k.weight")]
     cfg.update({
         "in_channels": conv_in[1],
-        "out_channels": _shape(shapes, UNET + "out.2.weight", "UNet conv_out")[0],
+        "out_channels": _dim(shapes, UNET + "out.2.weight", 0, base.get("out_channels", 4)),
         "block_out_channels": channels,
         "layers_per_block": len(levels[0]),
         "down_block_types": ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn],
@@ -162,9 +167,9 @@ def infer_vae_config(shapes: Shapes, base: dict) -> dict:
         "down_block_types": ["DownEncoderBlock2D"] * len(channels),
         "up_block_types": ["UpDecoderBlock2D"] * len(channels),
         "layers_per_block": per - 1,
-        "latent_channels": _shape(shapes, VAE + "post_quant_conv.weight", "VAE post_quant_conv")[0],
-        "out_channels": _shape(shapes, VAE + "decoder.conv_out.weight", "VAE decoder")[0],
-        "in_channels": enc_in[1] if enc_in else 3,
+        "latent_channels": _dim(shapes, VAE + "post_quant_conv.weight", 0, base.get("latent_channels", 4)),
+        "out_channels": _dim(shapes, VAE + "decoder.conv_out.weight", 0, base.get("out_channels", 3)),
+        "in_channels": enc_in[1] if enc_in else base.get("in_channels", 3),
         "norm_num_groups": norm_groups(channels[0]),
     })
     return cfg
@@ -259,7 +264,8 @@ def openclip_to_ldm(sd: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch
 def check_layout(shapes: Shapes, expected: Shapes, optional_prefixes: Tuple[str, ...] = (),
                  what: str = "") -> None:
     """Every expected key present with its shape, none extra under the component's prefixes.
-    ExportError names up to 4 keys at a time and the total."""
+    ExportError names up to 4 keys at a time and the total. Values: shapes or (meta) tensors."""
+    expected = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else tuple(v) for k, v in expected.items()}
     missing = sorted(k for k in expected if k not in shapes and not k.startswith(optional_prefixes))
     if missing:
         raise ExportError("%smissing %d key(s): %s%s" % (what, len(missing), ", ".join(missing[:4]),

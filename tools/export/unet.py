@@ -416,6 +416,25 @@ class UNet(nn.Module):
         return self.out(h)
 
 
+def run_blockwise(m, sample: torch.Tensor, timestep: torch.Tensor, ctx: torch.Tensor,
+                  timestep_cond: Optional[torch.Tensor] = None,
+                  added_cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Runs fewstep's block-wise contract on a UNet (eager, scripted or torch.jit.load-ed), looking
+    the blocks up by name as the runtime does. Shapes as UNet.forward."""
+    empty = torch.zeros(0)
+    emb = m.time_embed(timestep, empty if timestep_cond is None else timestep_cond,
+                       empty if added_cond is None else added_cond)
+    h = sample
+    skips: List[torch.Tensor] = []
+    for blk in m.input_blocks.children():
+        h = blk(h, emb, ctx)
+        skips.append(h)
+    h = m.middle_block(h, emb, ctx)
+    for blk in m.output_blocks.children():
+        h = blk(torch.cat([h, skips.pop()], 1), emb, ctx)
+    return m.out(h)
+
+
 # LDM checkpoint key (without "model.diffusion_model.") -> this module's key. The contract
 # nests every block's layers under `layers` and the time/label embeddings under time_embed.
 _LDM_TO_MODULE = [
