@@ -71,21 +71,12 @@ def manifest(pkg):
         return json.load(f)
 
 
-def unet_error(pkg, ref, scale_weights=None):
+def unet_error(pkg, ref):
     """Relative error of pkg/unet.pt (as fp32) against the diffusers UNet ref on one random input."""
-    s = U.unet_spec(ref.config)
     m = torch.jit.load(os.path.join(pkg, "unet.pt")).float()
-    g = torch.Generator().manual_seed(11)
-    x, t = torch.randn(2, 4, 16, 24, generator=g), torch.tensor([999.0, 20.0])
-    ctx = torch.randn(2, 77, s["ctx_dim"], generator=g)
-    kw, ac = {}, None
-    if s["add_in"]:
-        pooled = torch.randn(2, s["pooled_dim"], generator=g)
-        ids = torch.tensor([[128.0, 192.0, 0.0, 0.0, 128.0, 192.0]] * 2)
-        kw["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": ids}
-        ac = torch.cat([pooled, ids], 1)
+    args, kwargs = U.example_inputs(ref.config, 2, 16, 24, torch.Generator().manual_seed(11), ctx_len=77)
     with torch.no_grad():
-        return T.rel_err(U.run_blockwise(m, x, t, ctx, None, ac), ref(x, t, ctx, **kw).sample)
+        return T.rel_err(U.run_blockwise(m, *args), ref(*args[:3], **kwargs).sample)
 
 
 def leftovers(parent):

@@ -74,28 +74,16 @@ def scripted_copy(model):
 def compare(model, seed: int):
     """Worst relative error of the scripted package UNet (block-wise and forward) over SIZES, and the
     loaded module."""
-    s = U.unet_spec(model.config)
     loaded = scripted_copy(model)
     worst = 0.0
     g = torch.Generator().manual_seed(seed)
     for b, h, w in SIZES:
-        x = torch.randn(b, 4, h, w, generator=g)
-        t = torch.rand(b, generator=g) * 999
-        ctx = torch.randn(b, 7, s["ctx_dim"], generator=g)
-        kwargs, tc, ac = {}, None, None
-        if s["cond_dim"]:
-            tc = torch.randn(b, s["cond_dim"], generator=g)
-            kwargs["timestep_cond"] = tc
-        if s["add_in"]:
-            pooled = torch.randn(b, s["pooled_dim"], generator=g)
-            ids = torch.tensor([[8.0 * h, 8.0 * w, 0.0, 0.0, 8.0 * h, 8.0 * w]] * b)
-            kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": ids}
-            ac = torch.cat([pooled, ids], 1)
+        args, kwargs = U.example_inputs(model.config, b, h, w, g)
         with torch.no_grad():
-            want = model(x, t, ctx, **kwargs).sample
-            got = U.run_blockwise(loaded, x, t, ctx, tc, ac)
+            want = model(*args[:3], **kwargs).sample
+            got = U.run_blockwise(loaded, *args)
             if b == 1:  # the monolithic forward is the same computation
-                worst = max(worst, T.rel_err(loaded(x, t, ctx, tc, ac), want))
+                worst = max(worst, T.rel_err(loaded(*args), want))
         assert want.abs().max() > 0
         worst = max(worst, T.rel_err(got, want))
     return worst, loaded

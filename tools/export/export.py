@@ -89,23 +89,10 @@ def check_unet(ref, scripted, cfg) -> float:
     import unet as unet_mod
     s = unet_mod.unet_spec(cfg)
     side = 2 * 2 ** (len(s["channels"]) - 1)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, s["in_channels"], side, side + side // 2, generator=g)
-    t = torch.tensor([999.0, 281.0])
-    ctx = torch.randn(2, 7, s["ctx_dim"], generator=g)
-    kwargs = {}
-    tc = ac = None
-    if s["cond_dim"]:
-        tc = torch.randn(2, s["cond_dim"], generator=g)
-        kwargs["timestep_cond"] = tc
-    if s["add_in"]:
-        pooled = torch.randn(2, s["pooled_dim"], generator=g)
-        ids = torch.tensor([[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0]] * 2)
-        kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": ids}
-        ac = torch.cat([pooled, ids], 1)
+    args, kwargs = unet_mod.example_inputs(cfg, 2, side, side + side // 2, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        want = ref(x, t, ctx, **kwargs).sample
-        got = unet_mod.run_blockwise(scripted, x, t, ctx, tc, ac)
+        want = ref(*args[:3], **kwargs).sample
+        got = unet_mod.run_blockwise(scripted, *args)
     err = ((got - want).norm() / want.norm().clamp_min(1e-30)).item()
     if not err <= CHECK_RTOL:
         raise ExportError("the exported UNet differs from diffusers' by %.3g (relative; limit %g)" % (err, CHECK_RTOL))

@@ -435,6 +435,29 @@ def run_blockwise(m, sample: torch.Tensor, timestep: torch.Tensor, ctx: torch.Te
     return m.out(h)
 
 
+def example_inputs(config, batch: int, height: int, width: int, generator: torch.Generator, ctx_len: int = 7):
+    """Random float32 inputs for comparing with diffusers: ((sample [B,Cin,H,W], timestep [B] in
+    [0, 999), ctx [B,ctx_len,ctx_dim], timestep_cond [B,D] or None, added_cond [B,P+6] or None),
+    the same as UNet2DConditionModel's keyword arguments). time_ids are (8H, 8W, 0, 0, 8H, 8W) px."""
+    s = unet_spec(config)
+    g = generator
+    x = torch.randn(batch, s["in_channels"], height, width, generator=g)
+    t = torch.rand(batch, generator=g) * 999
+    ctx = torch.randn(batch, ctx_len, s["ctx_dim"], generator=g)
+    tc: Optional[torch.Tensor] = None
+    ac: Optional[torch.Tensor] = None
+    kwargs = {}
+    if s["cond_dim"]:
+        tc = torch.randn(batch, s["cond_dim"], generator=g)
+        kwargs["timestep_cond"] = tc
+    if s["add_in"]:
+        pooled = torch.randn(batch, s["pooled_dim"], generator=g)
+        ids = torch.tensor([[8.0 * height, 8.0 * width, 0.0, 0.0, 8.0 * height, 8.0 * width]] * batch)
+        kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": ids}
+        ac = torch.cat([pooled, ids], 1)
+    return (x, t, ctx, tc, ac), kwargs
+
+
 # LDM checkpoint key (without "model.diffusion_model.") -> this module's key. The contract
 # nests every block's layers under `layers` and the time/label embeddings under time_embed.
 _LDM_TO_MODULE = [
