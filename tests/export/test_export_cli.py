@@ -116,6 +116,27 @@ def test_random_init_subprocess():
     assert leftovers(os.path.dirname(out)) == []
 
 
+def test_random_init_torch_only():
+    """Without diffusers and transformers, --random-init builds fewstep's own modules (SD-Turbo here)."""
+    out = os.path.join(WORK, "torch-only", "turbo")
+    os.makedirs(os.path.dirname(out))
+    argv = ["--random-init", "sd-turbo", "--model-channels", str(N), "--out", out] + tok_flags()
+    code = ("import sys, runpy; sys.modules['diffusers'] = None; sys.modules['transformers'] = None; "
+            "sys.argv = %r; runpy.run_path(%r, run_name='__main__')" % ([EXPORT] + argv, EXPORT))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    m = manifest(out)
+    assert m["export"]["torch_only"] is True and m["scheduler"]["timestep_spacing"] == "trailing"
+    assert m["guidance"]["mode"] == "none" and m["defaults"]["steps"] <= 4 and m["tokenizer"]["pad_id"] == 0
+    unet = torch.jit.load(os.path.join(out, "unet.pt")).float()
+    x = torch.randn(2, 4, 16, 24)
+    with torch.no_grad():
+        y = U.run_blockwise(unet, x, torch.tensor([999.0, 499.0]), torch.randn(2, 77, m["unet"]["cross_attention_dim"]))
+    assert y.shape == x.shape and torch.isfinite(y).all() and y.abs().max() > 0
+    te = torch.jit.load(os.path.join(out, "text_encoder.pt"))(torch.zeros(1, 77, dtype=torch.long))
+    assert te.shape == (1, 77, 2 * N)
+
+
 def _roundtrip(arch, family_arch, extra_flags=()):
     src = model(family_arch)
     path = os.path.join(WORK, arch + ".safetensors")
@@ -283,7 +304,7 @@ def test_failure_while_writing():
         export.helper = real
 
 
-TESTS = [test_random_init_subprocess, test_checkpoint_sd15, test_checkpoint_sd2_v, test_checkpoint_sdxl,
+TESTS = [test_random_init_subprocess, test_random_init_torch_only, test_checkpoint_sd15, test_checkpoint_sd2_v, test_checkpoint_sdxl,
          test_diffusers_folder_lcm, test_bad_files, test_bad_keys_and_shapes, test_bad_arch_and_flags,
          test_failure_while_writing]
 

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
@@ -73,8 +74,13 @@ def load_model(args):
     if args.random_init:
         if args.arch and args.arch != args.random_init:
             raise ExportError("--arch %s contradicts --random-init %s" % (args.arch, args.random_init))
-        model = sources.from_random(args.random_init, args.model_channels)
-        model.tokenizers = [args.tokenizer] * len(model.text_encoders)
+        if sources.have_oracles():
+            model = sources.from_random(args.random_init, args.model_channels)
+        else:
+            if args.lora:
+                raise ExportError("--lora needs diffusers and transformers (pip install -r tools/requirements.txt)")
+            model = sources.random_metadata(args.random_init, args.model_channels)
+        model.tokenizers = [args.tokenizer] * len(model.roles)
         return model
     if args.diffusers:
         return sources.from_diffusers_dir(args.diffusers, args.arch, args.tokenizer)
@@ -115,41 +121,76 @@ def tokenizer_entry(pkg: str, sub: str, source, role: str) -> dict:
     return dict(tf.write_tokenizer(os.path.join(pkg, sub), source, pad_token=pad))
 
 
-def build(model, pkg: str, dtype_name: str, name: str, loras) -> dict:
-    """Converts and writes every module of `model` into the folder pkg; returns the manifest."""
+@dataclass
+class Parts:
+    """fewstep's modules of one model and the configs (dicts) the manifest is written from."""
+    unet: object
+    unet_config: dict
+    texts: list  # [(module, role, CLIPTextConfig-style dict)]
+    vae: object
+    vae_config: dict
+
+
+def convert(model) -> Parts:
+    """The diffusers/transformers modules of a sources.Model as fewstep's modules (sharing their
+    weights); the scripted UNet is checked against diffusers'. The model's modules are released."""
     import torch
     import unet as unet_mod
-    dtype = {"fp16": torch.float16, "fp32": torch.float32}[dtype_name]
     ucfg = dict(model.unet.config)
     mine = unet_mod.from_diffusers(model.unet)
     scripted = torch.jit.script(mine)
     err = check_unet(model.unet, scripted, ucfg)
     print("unet: %d parameters, scripted vs diffusers relative error %.2g" % (
         sum(p.numel() for p in mine.parameters()), err))
-    save_script(scripted, os.path.join(pkg, "unet.pt"), dtype)
-    del scripted, mine
     te_mod = helper("text_encoder")
+    texts = [(te_mod.from_transformers(te, role), role, te.config.to_dict())
+             for te, role in zip(model.text_encoders, model.roles)]
+    parts = Parts(scripted, ucfg, texts, helper("vae").from_diffusers(model.vae), dict(model.vae.config))
+    model.unet, model.vae, model.text_encoders = None, None, []  # the fp32 originals can go
+    return parts
+
+
+def random_parts(model) -> Parts:
+    """Random weights in fewstep's own modules, PyTorch's default initialisation (seed 0): what
+    --random-init writes where diffusers/transformers are not installed (needs only torch)."""
+    import torch
+    import unet as unet_mod
+    cfg = model.source["config"]
+    torch.manual_seed(model.source["seed"])
+    te_mod, vae_mod = helper("text_encoder"), helper("vae")
+    keys = ["text_encoder", "text_encoder_2"][: len(model.roles)]
+    texts = [(te_mod.build(cfg[k], role), role, cfg[k]) for k, role in zip(keys, model.roles)]
+    return Parts(unet_mod.UNet(cfg["unet"]).eval(), cfg["unet"], texts, vae_mod.build(cfg["vae"]), cfg["vae"])
+
+
+def write_package(model, parts: Parts, pkg: str, dtype_name: str, name: str, loras) -> dict:
+    """Writes parts (TorchScript, weights in dtype_name) and model.json into the folder pkg;
+    returns the manifest."""
+    import torch
+    import unet as unet_mod
+    dtype = {"fp16": torch.float16, "fp32": torch.float32}[dtype_name]
+    ucfg, vcfg = parts.unet_config, parts.vae_config
+    save_script(parts.unet, os.path.join(pkg, "unet.pt"), dtype)
+    parts.unet = None
     entries = {}
-    for i, (te, role) in enumerate(zip(model.text_encoders, model.roles)):
-        key = "text_encoder" if i == 0 else "text_encoder_2"
-        save_script(te_mod.from_transformers(te, role), os.path.join(pkg, key + ".pt"), dtype)
-        tc = te.config
-        entries[key] = {"file": key + ".pt", "context_length": tc.max_position_embeddings,
-                        "hidden_size": tc.hidden_size}
+    for i, (module, role, tc) in enumerate(parts.texts):
+        key, sub = ("text_encoder", "tokenizer") if i == 0 else ("text_encoder_2", "tokenizer_2")
+        save_script(module, os.path.join(pkg, key + ".pt"), dtype)
+        entries[key] = {"file": key + ".pt", "context_length": tc["max_position_embeddings"],
+                        "hidden_size": tc["hidden_size"]}
         if role == "sdxl_te2":
-            entries[key]["pooled_size"] = tc.projection_dim
-        sub = "tokenizer" if i == 0 else "tokenizer_2"
+            entries[key]["pooled_size"] = tc["projection_dim"]
         entries[sub] = tokenizer_entry(pkg, sub, model.tokenizers[i], role)
-    save_script(helper("vae").from_diffusers(model.vae), os.path.join(pkg, "vae_decoder.pt"), dtype)
-    vcfg = model.vae.config
+    save_script(parts.vae, os.path.join(pkg, "vae_decoder.pt"), dtype)
     sample = ucfg.get("sample_size", 64)
     sample = list(sample) if isinstance(sample, (list, tuple)) else [sample, sample]
-    vae_scale = 2 ** (len(vcfg.block_out_channels) - 1)
+    vae_scale = 2 ** (len(vcfg["block_out_channels"]) - 1)
     scheduler = {k: v for k, v in model.scheduler.items() if not k.startswith("_")}
     scheduler.setdefault("num_train_timesteps", 1000)
     scheduler.setdefault("prediction_type", "epsilon")
     defaults = dict(model.defaults, height=sample[0] * vae_scale, width=sample[1] * vae_scale)
     random = model.source.get("kind") == "random-init"
+    source = {k: v for k, v in model.source.items() if k != "config"}
     manifest = {
         "format_version": 1,
         "name": name,
@@ -161,13 +202,13 @@ def build(model, pkg: str, dtype_name: str, name: str, loras) -> dict:
         "unet": unet_mod.manifest_entry(ucfg),
         **{k: entries[k] for k in ("text_encoder", "tokenizer")},
         **{k: entries[k] for k in ("text_encoder_2", "tokenizer_2") if k in entries},
-        "vae_decoder": {"file": "vae_decoder.pt", "scaling_factor": vcfg.scaling_factor},
+        "vae_decoder": {"file": "vae_decoder.pt", "scaling_factor": vcfg.get("scaling_factor", 0.18215)},
         "guidance": model.guidance,
         "defaults": defaults,
         "license": "none: random weights" if random else "the license of the source model applies",
         "attribution": ("random weights in the %s architecture" % model.arch if random
                         else "exported from %s" % os.path.basename(model.source.get("path", ""))),
-        "export": dict(model.source, arch=model.arch, dtype=dtype_name,
+        "export": dict(source, arch=model.arch, dtype=dtype_name,
                        loras=[{"file": os.path.abspath(p), "scale": s} for p, s in loras],
                        tool="tools/export/export.py"),
     }
@@ -204,12 +245,13 @@ def export(args) -> dict:
     model = load_model(args)
     if loras:
         helper("lora").merge_loras(model.unet, model.text_encoders, loras)
+    parts = convert(model) if model.unet is not None else random_parts(model)
     tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out) + ".tmp-", dir=parent)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would make the package private
     try:
-        manifest = build(model, tmp, args.dtype, os.path.basename(out), loras)
+        manifest = write_package(model, parts, tmp, args.dtype, os.path.basename(out), loras)
         place(tmp, out)
     finally:
         if os.path.isdir(tmp):

@@ -139,16 +139,36 @@ def _finish(m):
     return m.float().eval().requires_grad_(False)
 
 
-def from_random(arch: str, model_channels: Optional[int], seed: int = 0) -> Model:
-    """Random weights of an architecture (full size, or reduced with model_channels). Deterministic
-    for a seed. diffusers' and transformers' own initialisations."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    _, CLIPTextModel, CLIPTextModelWithProjection = _text_classes()
+def have_oracles() -> bool:
+    """Whether diffusers and transformers can be imported (else only --random-init works)."""
+    try:
+        import diffusers  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def random_metadata(arch: str, model_channels: Optional[int], seed: int = 0) -> Model:
+    """A Model without modules: the architecture's (reduced) configs in source["config"], for
+    random weights built in fewstep's own modules (torch only)."""
     cfg = arch_config(arch)
     family = cfg["family"]
     if model_channels:
         cfg = reduced(cfg, family, model_channels)
     unet_mod.unet_spec(cfg["unet"])
+    return Model(arch, family, None, None, [], [None] * len(ROLES[family]), cfg["scheduler"], cfg["guidance"],
+                 cfg["defaults"], {"kind": "random-init", "arch": arch, "model_channels": model_channels,
+                                   "seed": seed, "torch_only": True, "config": cfg})
+
+
+def from_random(arch: str, model_channels: Optional[int], seed: int = 0) -> Model:
+    """Random weights of an architecture (full size, or reduced with model_channels) in diffusers'
+    and transformers' modules, with their own initialisations. Deterministic for a seed."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    _, CLIPTextModel, CLIPTextModelWithProjection = _text_classes()
+    cfg = random_metadata(arch, model_channels, seed).source["config"]
+    family = cfg["family"]
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_config(cfg["unet"])
     vae = AutoencoderKL.from_config(cfg["vae"])
