@@ -185,9 +185,27 @@ def test_ldm_key_map_meta():
         assert all(U.ldm_to_module_key(U.module_to_ldm_key(k)) == k for k in mine)
 
 
+def test_config_inference_full_size():
+    """The UNet config read back from the full-size LDM layouts (meta) is the shipped one."""
+    import ldm_layout as L
+    text = {"sd15": L.CLIP_SD1 + "text_model.x", "sd21": L.OPENCLIP_SD2 + "x", "sdxl": L.OPENCLIP_XL + "x"}
+    family = {"sd15": "sd1", "sd21": "sd2", "sdxl": "sdxl"}
+    for arch in PARAMS:
+        cfg = sources.arch_config(arch)["unet"]
+        shapes = {k: tuple(v) for k, v in U.ldm_layout(cfg).items()}
+        shapes[text[arch]] = (1,)
+        assert L.detect_family(shapes) == family[arch]
+        inferred = ("block_out_channels", "layers_per_block", "down_block_types", "up_block_types",
+                    "cross_attention_dim", "transformer_layers_per_block", "in_channels", "out_channels",
+                    "norm_num_groups", "projection_class_embeddings_input_dim", "attention_head_dim")
+        base = {k: v for k, v in cfg.items() if k not in inferred or (arch == "sd15" and k == "attention_head_dim")}
+        got = L.infer_unet_config(shapes, base, family[arch])
+        assert U.unet_spec(got) == U.unet_spec(cfg), arch
+
+
 TESTS = [test_sd15, test_sd2_linear_projection, test_sdxl_text_time, test_lcm_timestep_cond,
          test_two_levels_one_layer, test_comparison_can_fail, test_contract_and_sdpa, test_param_counts_meta,
-         test_ldm_key_map_meta]
+         test_ldm_key_map_meta, test_config_inference_full_size]
 
 if __name__ == "__main__":
     sys.exit(T.run(TESTS))

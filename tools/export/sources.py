@@ -275,7 +275,9 @@ def read_header(path: str) -> Dict[str, tuple]:
         msg = str(e)
         if "not fully covered" in msg or "incomplete" in msg:
             raise ExportError("%s: truncated: its safetensors header lists more data than the file holds" % path) from None
-        raise ExportError("%s: not a safetensors file (%s)" % (path, msg.split(":")[-1].strip())) from None
+        hint = ("; pickle checkpoints are not read: convert it to .safetensors"
+                if path.lower().endswith((".ckpt", ".pt", ".pth", ".bin")) else "")
+        raise ExportError("%s: not a safetensors file (%s)%s" % (path, msg.split(":")[-1].strip(), hint)) from None
     if not shapes:
         raise ExportError("%s: holds no tensors" % path)
     return shapes
