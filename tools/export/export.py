@@ -267,6 +267,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
+    """The command line (module docstring); a bad flag exits 2 with one line on stderr."""
     ap = _Parser(prog="export.py", description="Export a Stable Diffusion model as a fewstep package.")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", metavar="FILE", help="single-file checkpoint in the original LDM layout (.safetensors)")
@@ -284,6 +285,7 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
+    """Runs the export; returns the exit status (0, 1 for bad input, 130 when interrupted)."""
     args = parse_args(argv)
     warnings.filterwarnings("ignore")
     try:
@@ -294,6 +296,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("export.py: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # unwritable --out folder, full disk, unreadable source
+        print("export.py: %s" % (str(e).strip().splitlines() or [type(e).__name__])[0], file=sys.stderr)
+        return 1
     except MemoryError:
         print("export.py: out of memory", file=sys.stderr)
         return 1

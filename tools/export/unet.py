@@ -169,6 +169,8 @@ class GEGLU(nn.Module):
 
 
 class FeedForward(nn.Module):
+    """GEGLU MLP with LDM's names (net.0.proj, net.2), inner width 4C: x [B,L,C] -> [B,L,C]."""
+
     def __init__(self, dim: int):
         super().__init__()
         self.net = nn.Sequential(GEGLU(dim, 4 * dim), nn.Identity(), nn.Linear(4 * dim, dim))
