@@ -10,6 +10,7 @@
 - --diffusers with an LCM UNet of 2 levels and layers_per_block 1: the folder's configs decide the
   architecture; manifest time_cond_proj_dim, guidance.mode "embedded", sampler "lcm", the folder's
   scheduler config.
+- --lora FILE:0.7 (PEFT format, one layer) merges W + 0.7 B A before conversion.
 - Bad input: one line on stderr, exit 1 (2 for bad flags), no traceback, no package and no
   temporary folder left: not safetensors, truncated, missing / unexpected keys, wrong shapes, an
   SD 2.x checkpoint without --arch, a LoRA passed as checkpoint, --arch that does not fit, an --out
@@ -28,7 +29,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import unet_test_util as T  # noqa: E402  (puts tools/export on sys.path)
 
-T.need("diffusers", "transformers", "safetensors", "text_encoder", "vae", "tokenizer_files")
+T.need("diffusers", "transformers", "safetensors", "text_encoder", "vae", "tokenizer_files", "lora")
 
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
@@ -205,6 +206,27 @@ def test_diffusers_folder_lcm():
     assert err <= 1e-4, err
 
 
+def test_lora_flag():
+    """--lora FILE:0.7 reaches the weights: a PEFT-format LoRA on one attention projection gives the
+    package W + 0.7 * B @ A there (alpha = rank: scale 1, Hu et al. 2021, eq. 3)."""
+    src = sources.from_random("sd15", N)
+    layer = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+    w = dict(src.unet.named_parameters())[layer + ".weight"]
+    g = torch.Generator().manual_seed(9)
+    a, b = torch.randn(4, w.shape[1], generator=g), torch.randn(w.shape[0], 4, generator=g)
+    path = os.path.join(WORK, "lora.safetensors")
+    save_file({"unet.%s.lora_A.weight" % layer: a, "unet.%s.lora_B.weight" % layer: b}, path)
+    ckpt = os.path.join(WORK, "lora-base.safetensors")
+    T.write_ldm_checkpoint(src, ckpt)
+    out = os.path.join(WORK, "pkg-lora")
+    code, err = run_main(["--checkpoint", ckpt, "--lora", path + ":0.7", "--out", out, "--dtype", "fp32"] + tok_flags())
+    assert code == 0, err
+    with torch.no_grad():
+        w.add_(0.7 * b @ a)
+    assert unet_error(out, src.unet) <= 1e-4
+    assert manifest(out)["export"]["loras"][0]["scale"] == 0.7
+
+
 def _bad(argv, needle, out=None, code_want=1):
     out = out or os.path.join(WORK, "bad", "pkg")
     os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -305,7 +327,7 @@ def test_failure_while_writing():
 
 
 TESTS = [test_random_init_subprocess, test_random_init_torch_only, test_checkpoint_sd15, test_checkpoint_sd2_v, test_checkpoint_sdxl,
-         test_diffusers_folder_lcm, test_bad_files, test_bad_keys_and_shapes, test_bad_arch_and_flags,
+         test_diffusers_folder_lcm, test_lora_flag, test_bad_files, test_bad_keys_and_shapes, test_bad_arch_and_flags,
          test_failure_while_writing]
 
 if __name__ == "__main__":
