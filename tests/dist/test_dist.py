@@ -11,10 +11,12 @@ must be killed or never started. Every process gets a hard time limit.
 """
 import argparse
 import csv
+import glob
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -267,6 +269,40 @@ class Case:
         same_sweep(self.path("one"), out, 2)
         print(f"killed after {kept} of 20 units were kept; rank 0 stopped in {took:.1f} s; --resume ran the rest "
               f"in {time.monotonic() - t1:.1f} s")
+
+    def interrupt_keeps_units(self):
+        """SIGINT and SIGTERM in a sweep (one process): the finished units stay, nothing else does, the exit
+        code is 128 + the signal, and --resume writes the uninterrupted sweep's files."""
+        run_single(self.model_sweep_args(self.path("one")))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            out = self.path(f"sig{int(sig)}")
+            p = subprocess.Popen(self.model_sweep_args(out), env=clean_env(), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + LIMIT
+            while not glob.glob(os.path.join(out, "units", "*.unit")) and p.poll() is None:
+                if time.monotonic() > deadline:
+                    p.kill()
+                    fail("no unit finished in time")
+                time.sleep(0.02)
+            p.send_signal(sig)
+            _, err = p.communicate(timeout=60)
+            check(p.returncode == 128 + int(sig), f"exit code {p.returncode} after {sig.name}: {err}")
+            names = os.listdir(out)
+            check(names == ["units"], f"{sig.name}: {names} left in the output folder (only units/ may stay)")
+            units = os.listdir(os.path.join(out, "units"))
+            check(units and all(u.endswith(".unit") for u in units), f"{sig.name}: units/ holds {units}")
+            run_single(self.model_sweep_args(out, "--resume"))
+            same_sweep(self.path("one"), out, 1)
+            print(f"{sig.name}: {len(units)} unit(s) kept, --resume completed")
+
+    def profile2(self):
+        """profile on 2 ranks with CFG on: rank 0 profiles its half of the CFG split and writes the trace."""
+        out = self.path("prof")
+        texts = launch_ok([self.bin, "profile", "--model", os.path.join(self.models, "tiny-blocks"), "-p", "a cat",
+                           "--steps", "2", "--threads", "1", "--dist-timeout", "60", "--out", out], 2)
+        check(os.path.isfile(os.path.join(out, "trace.json")), "no trace.json")
+        check("CFG halves split across two ranks" in texts[0][0], f"rank 0 printed:\n{texts[0][0]}")
+        check(texts[1][0] == "", f"rank 1 printed:\n{texts[1][0]}")
 
     def never_arrives(self):
         """WORLD_SIZE=2 with rank 0 alone: one line naming rank 1 after --dist-timeout; rank 1 alone: the
