@@ -275,7 +275,8 @@ ProfileReport run_profile(const ProfileOptions& o) {
   const std::string description = pipe->manifest().name + ": " + find_sampler(req.sampler).name + ", " +
                                   std::to_string(req.steps) + " steps, " + std::to_string(req.width) + "x" +
                                   std::to_string(req.height) + ", CFG " + std::to_string(req.cfg_scale).substr(0, 4) +
-                                  ", " + pipe->device().str() + ", " + o.rt.dtype + ", attention " + o.rt.attention;
+                                  ", " + pipe->device().str() + ", " + o.rt.dtype + ", attention " + o.rt.attention +
+                                  ", fusion " + o.rt.fusion;
 
   // Warm-up: first calls allocate, load kernels and tune; not profiled.
   pipe->generate(pipe->encode(o.prompt, o.negative_prompt), req);

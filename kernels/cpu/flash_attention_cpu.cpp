@@ -25,6 +25,8 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/vec_math.h"
+
 namespace fewstep::cpu {
 namespace {
 
@@ -109,15 +111,7 @@ template <int64_t MR, int64_t NV>
   constexpr float kRound = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer
   const float xc = x < -126.0f ? -126.0f : x;
   const float n = (xc + kRound) - kRound;
-  const float y = (xc - n) * kLn2;
-  float poly = 1.0f / 5040.0f;
-  poly = poly * y + 1.0f / 720.0f;
-  poly = poly * y + 1.0f / 120.0f;
-  poly = poly * y + 1.0f / 24.0f;
-  poly = poly * y + 1.0f / 6.0f;
-  poly = poly * y + 0.5f;
-  poly = poly * y + 1.0f;
-  poly = poly * y + 1.0f;
+  const float poly = vec::exp_taylor7((xc - n) * kLn2);
   const float two_n = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
   return x < -126.0f ? 0.0f : poly * two_n;
 }
