@@ -59,7 +59,7 @@ std::filesystem::path output_path(const GenerateOptions& o, uint64_t seed) {
 int run_generate(GenerateOptions& o) {
   // Everything that can be checked without the model is checked first.
   const SharedFlags& f = o.f;
-  const SamplerOptions sampler_opts = parse_sampler_options(f.sampler_options);
+  const SamplerOptions sampler_opts = parse_option_items(f.sampler_options);
   const std::optional<int64_t> steps = single_steps(f);
   std::optional<PicardOptions> picard;
   if (!o.parallel.empty()) picard = parse_picard(o.parallel);

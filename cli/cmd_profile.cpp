@@ -27,7 +27,7 @@ void run_profile_command(ProfileCliOptions& c) {
   c.p.width = f.width;
   c.p.height = f.height;
   c.p.timestep_spacing = spacing_of(f);
-  c.p.sampler_options = parse_sampler_options(f.sampler_options);
+  c.p.sampler_options = parse_option_items(f.sampler_options);
   c.p.rt = f.rt;
   c.p.out = c.out;
   ProfileReport r;

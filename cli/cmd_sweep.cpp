@@ -46,7 +46,7 @@ void run_sweep_command(const SweepCliOptions& c) {
   o.width = f.width;
   o.height = f.height;
   o.timestep_spacing = spacing_of(f);
-  o.sampler_options = parse_sampler_options(f.sampler_options);
+  o.sampler_options = parse_option_items(f.sampler_options);
   if (!c.parallel.empty()) o.picard = parse_picard(c.parallel);
   o.reference = c.reference;
   o.rt = f.rt;

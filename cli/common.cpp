@@ -68,17 +68,6 @@ std::optional<std::string> spacing_of(const SharedFlags& f) {
   return f.timestep_spacing;
 }
 
-SamplerOptions parse_sampler_options(const std::vector<std::string>& items) {
-  SamplerOptions out;
-  for (const auto& item : items) {
-    auto eq = item.find('=');
-    if (eq == std::string::npos || eq == 0)
-      throw std::invalid_argument("--sampler-option: expected key=value, got '" + item + "'");
-    out[item.substr(0, eq)] = item.substr(eq + 1);
-  }
-  return out;
-}
-
 bool stderr_is_tty() { return isatty(STDERR_FILENO) != 0; }
 
 uint64_t random_seed() {

@@ -49,10 +49,6 @@ std::optional<int64_t> single_steps(const SharedFlags& f);
 /// --timestep-spacing as given, nullopt when empty.
 std::optional<std::string> spacing_of(const SharedFlags& f);
 
-/// Parses repeated `--sampler-option key=value` into a map. Throws
-/// std::invalid_argument naming the flag when an item has no '='.
-SamplerOptions parse_sampler_options(const std::vector<std::string>& items);
-
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal.
 class ProgressBar {
  public:

@@ -52,6 +52,7 @@ struct SweepRow {
   double rmse = 0;                   ///< RMSE of the 8-bit images, on the [0, 1] scale (value / 255)
   double psnr_db = 0;                ///< 20·log10(1 / rmse); +inf for identical images
   double ssim = 0;                   ///< SSIM of the 8-bit images (Wang et al. 2004)
+  bool stochastic = false;           ///< the run drew step noise (draws_step_noise with its options)
 };
 
 /// What a sweep produced.

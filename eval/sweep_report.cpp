@@ -48,14 +48,6 @@ std::string ms(double v) {
   return buf;
 }
 
-bool is_stochastic(const std::string& sampler) {
-  try {
-    return find_sampler(sampler).stochastic;
-  } catch (const SamplerError&) {
-    return false;
-  }
-}
-
 }  // namespace
 
 std::vector<SweepSetting> aggregate_settings(const std::vector<SweepRow>& rows) {
@@ -133,9 +125,9 @@ std::string format_summary_md(const std::vector<SweepRow>& rows, const SweepRefe
     << "Each setting (sampler, steps) is averaged over prompts and seeds; PSNR (8-bit images, peak 1 on the "
        "[0, 1] scale) is computed from the mean squared error, wall time is sampling plus decoding.\n\n";
   std::string stochastic;
-  for (const SweepSetting& p : settings)
-    if (stochastic.find("`" + p.sampler + "`") == std::string::npos && is_stochastic(p.sampler))
-      stochastic += (stochastic.empty() ? "" : ", ") + ("`" + p.sampler + "`");
+  for (const SweepRow& r : rows)
+    if (r.stochastic && stochastic.find("`" + r.sampler + "`") == std::string::npos)
+      stochastic += (stochastic.empty() ? "" : ", ") + ("`" + r.sampler + "`");
   if (!stochastic.empty())
     s << "Note: the stochastic samplers in this sweep (" << stochastic
       << ") add fresh noise at every step. They sample the model's distribution but not the reference's "

@@ -35,6 +35,11 @@ double available_memory_bytes() {
 
 }  // namespace
 
+bool draws_step_noise(const GenerateRequest& req) {
+  const SamplerInfo& info = find_sampler(req.sampler);
+  return draws_step_noise(info, resolve_sampler_options(info, req.sampler_options));
+}
+
 at::ScalarType parse_dtype(const std::string& n) {
   if (n == "fp32" || n == "float32" || n == "float") return at::kFloat;
   if (n == "fp16" || n == "float16" || n == "half") return at::kHalf;
@@ -185,7 +190,7 @@ GenerateResult Pipeline::generate(const Conditioning& cond, const GenerateReques
   const SamplerInfo& info = find_sampler(req.sampler);
   SchedulerConfig cfg = manifest_.scheduler;
   if (req.timestep_spacing) cfg.timestep_spacing = *req.timestep_spacing;
-  const SamplerOptions opts = resolve_sampler_options(info, req.sampler_options);
+  const ResolvedOptions opts = resolve_sampler_options(info, req.sampler_options);
   const Schedule schedule = make_schedule(cfg, info, req.steps, opts);
 
   const auto shape = sample_shape(req.width, req.height);

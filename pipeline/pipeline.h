@@ -117,6 +117,12 @@ class Pipeline {
   bool analytic_ = false;
 };
 
+/// Whether a run of `req` draws step noise from its seed: the sampler's
+/// `eta` when it has one, else whether it is stochastic (samplers'
+/// draws_step_noise with the request's resolved options). Throws
+/// SamplerError for an unknown sampler or option.
+bool draws_step_noise(const GenerateRequest& req);
+
 /// Parses --dtype names (fp32/float32, fp16/float16/half, bf16/bfloat16, fp64/float64).
 /// Throws std::invalid_argument.
 at::ScalarType parse_dtype(const std::string& name);

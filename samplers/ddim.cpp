@@ -1,6 +1,5 @@
 // DDIM: Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models".
 #include "samplers/common.h"
-#include "samplers/options.h"
 #include "samplers/sampler_list.h"
 
 #include <algorithm>
@@ -20,7 +19,7 @@ at::Tensor ddim_step(const StepInput& in) {
   const Schedule& sc = in.schedule;
   const double a_t = detail::alpha_at(sc, in.i), s_t = detail::sigma_at(sc, in.i);
   const double a_s = detail::alpha_at(sc, in.i + 1), s_s = detail::sigma_at(sc, in.i + 1);
-  const double eta = option_double(in.options, "eta", 0.0);
+  const double eta = in.options.real("eta");
   double var_eta = 0.0;
   if (eta > 0 && s_t > 0) {
     const double transition = std::max(s_t * s_t - (a_t / a_s) * (a_t / a_s) * s_s * s_s, 0.0);

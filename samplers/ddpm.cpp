@@ -1,6 +1,5 @@
 // DDPM ancestral sampling: Ho, Jain & Abbeel 2020, Algorithm 2.
 #include "samplers/common.h"
-#include "samplers/options.h"
 #include "samplers/sampler_list.h"
 
 #include <algorithm>
@@ -26,9 +25,9 @@ at::Tensor ddpm_step(const StepInput& in) {
   const double transition = std::max(s_t * s_t - r * r * s_s * s_s, 0.0);
   at::Tensor x = (r * s_s * s_s / (s_t * s_t)) * in.x + (a_s * transition / (s_t * s_t)) * in.out.x0;
   if (s_s <= 0) return x;
-  const bool large = option_or(in.options, "variance_type", "fixed_small") == "fixed_large";
+  const bool large = in.options.choice("variance_type") == "fixed_large";
   const double var = std::max(large ? transition : transition * s_s * s_s / (s_t * s_t), 1e-20);
-  const double eta = option_double(in.options, "eta", 1.0);
+  const double eta = in.options.real("eta");
   if (eta > 0) x = x + eta * std::sqrt(var) * detail::noise_like(in.noise, in.i, in.x);
   return x;
 }

@@ -2,19 +2,18 @@
 #include "samplers/dpm_multistep.h"
 
 #include "samplers/common.h"
-#include "samplers/options.h"
 
 #include <cmath>
 
 namespace fewstep::detail {
 
-DpmMultistepSettings dpm_multistep_settings(const SamplerOptions& o, int default_order) {
+DpmMultistepSettings dpm_multistep_settings(const ResolvedOptions& o) {
   DpmMultistepSettings s;
-  s.order = static_cast<int>(option_int(o, "solver_order", default_order));
-  s.heun = option_or(o, "solver_type", "midpoint") == "heun";
-  s.lower_order_final = option_bool(o, "lower_order_final", true);
-  s.euler_at_final = option_bool(o, "euler_at_final", false);
-  s.eta = option_double(o, "eta", 0.0);
+  s.order = static_cast<int>(o.integer("solver_order"));
+  s.heun = o.choice("solver_type") == "heun";
+  s.lower_order_final = o.flag("lower_order_final");
+  s.euler_at_final = o.flag("euler_at_final");
+  s.eta = o.has("eta") ? o.real("eta") : 0.0;
   return s;
 }
 
@@ -63,7 +62,7 @@ at::Tensor dpm_multistep_update(const Schedule& sc, int64_t i, const at::Tensor&
 
 at::Tensor run_dpm_multistep(SamplerContext& ctx, at::Tensor x, int default_order) {
   const Schedule& sc = ctx.schedule;
-  const DpmMultistepSettings s = dpm_multistep_settings(ctx.options, default_order);
+  const DpmMultistepSettings s = dpm_multistep_settings(ctx.options);
   std::vector<at::Tensor> d;  // data predictions, newest first
   for (int64_t i = 0; i < sc.steps(); ++i) {
     d.insert(d.begin(), denoise_at(ctx, x, i).x0);
@@ -78,7 +77,7 @@ at::Tensor run_dpm_multistep(SamplerContext& ctx, at::Tensor x, int default_orde
 }
 
 at::Tensor dpm_multistep_rule(const StepInput& in, int default_order) {
-  const DpmMultistepSettings s = dpm_multistep_settings(in.options, default_order);
+  const DpmMultistepSettings s = dpm_multistep_settings(in.options);
   if (s.order > 2) throw SamplerError("Picard supports DPM-Solver++ of solver_order <= 2 only");
   std::vector<at::Tensor> d = {in.out.x0};
   if (in.prev) d.push_back(in.prev->x0);

@@ -20,7 +20,7 @@ struct DpmMultistepSettings {
 
 /// Reads solver_order (or `default_order` when absent), solver_type,
 /// lower_order_final, euler_at_final and eta from resolved options.
-DpmMultistepSettings dpm_multistep_settings(const SamplerOptions& o, int default_order);
+DpmMultistepSettings dpm_multistep_settings(const ResolvedOptions& o);
 
 /// The order step i of n uses, as diffusers' DPMSolverMultistepScheduler.step:
 /// 1 at the first step, on the last step with euler_at_final, or with

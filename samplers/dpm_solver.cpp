@@ -3,7 +3,6 @@
 // and 2, noise prediction) and DPM-Solver++ (Lu et al. 2022b, Algorithm 1,
 // data prediction), scheduled as diffusers' DPMSolverSinglestepScheduler.
 #include "samplers/common.h"
-#include "samplers/options.h"
 #include "samplers/sampler_list.h"
 
 #include <cmath>
@@ -101,11 +100,9 @@ at::Tensor singlestep_update(const Schedule& sc, int64_t i, int k, const at::Ten
 at::Tensor run_dpm_solver(SamplerContext& ctx, at::Tensor x) {
   const Schedule& sc = ctx.schedule;
   const int64_t n = sc.steps();
-  const Settings s{option_or(ctx.options, "algorithm_type", "dpmsolver++") == "dpmsolver++",
-                   option_or(ctx.options, "solver_type", "midpoint") == "heun"};
-  const std::vector<int> orders =
-      order_list(n, static_cast<int>(option_int(ctx.options, "solver_order", 2)),
-                 option_bool(ctx.options, "lower_order_final", true), detail::sigma_at(sc, n) <= 0);
+  const Settings s{ctx.options.choice("algorithm_type") == "dpmsolver++", ctx.options.choice("solver_type") == "heun"};
+  const std::vector<int> orders = order_list(n, static_cast<int>(ctx.options.integer("solver_order")),
+                                             ctx.options.flag("lower_order_final"), detail::sigma_at(sc, n) <= 0);
   at::Tensor x_start = x;  // the sample at the current group's first point
   std::vector<at::Tensor> m;
   for (int64_t i = 0; i < n; ++i) {

@@ -1,7 +1,6 @@
 // Euler: Karras et al. 2022, "Elucidating the Design Space of
 // Diffusion-Based Generative Models", Algorithm 1 without the Heun correction.
 #include "samplers/common.h"
-#include "samplers/options.h"
 #include "samplers/sampler_list.h"
 
 namespace fewstep {

@@ -2,7 +2,6 @@
 // then fresh noise up to σ_next (k-diffusion's sample_euler_ancestral; the
 // ancestral split follows DDPM's posterior, Ho et al. 2020 Eq. 7).
 #include "samplers/common.h"
-#include "samplers/options.h"
 #include "samplers/sampler_list.h"
 
 #include <algorithm>
@@ -20,7 +19,7 @@ at::Tensor euler_ancestral_step(const StepInput& in) {
   const Schedule& sc = in.schedule;
   const double a_t = detail::alpha_at(sc, in.i), s_t = detail::sigma_at(sc, in.i);
   const double a_s = detail::alpha_at(sc, in.i + 1), s_s = detail::sigma_at(sc, in.i + 1);
-  const double eta = option_double(in.options, "eta", 1.0);
+  const double eta = in.options.real("eta");
   const double q = (s_s * a_t) / (a_s * s_t);
   const double s_up = s_s * std::min(1.0, eta * std::sqrt(std::max(1.0 - q * q, 0.0)));
   const double s_down = std::sqrt(std::max(s_s * s_s - s_up * s_up, 0.0));

@@ -1,6 +1,5 @@
 // Heun: Karras et al. 2022, Algorithm 1 (deterministic 2nd-order sampler).
 #include "samplers/common.h"
-#include "samplers/options.h"
 #include "samplers/sampler_list.h"
 
 namespace fewstep {

@@ -1,7 +1,6 @@
 // LCM multistep consistency sampling: Luo et al. 2023, "Latent Consistency
 // Models", Algorithm 3 (Song et al. 2023, "Consistency Models", Alg. 1).
 #include "samplers/common.h"
-#include "samplers/options.h"
 #include "samplers/sampler_list.h"
 
 #include <cmath>
@@ -17,13 +16,13 @@ namespace {
 /// (a DDIM-style interpolation). The final step to sigma 0 returns f.
 at::Tensor lcm_step(const StepInput& in) {
   const Schedule& sc = in.schedule;
-  const double t = detail::timestep_at(sc, in.i) * option_double(in.options, "timestep_scaling", 10.0);
+  const double t = detail::timestep_at(sc, in.i) * in.options.real("timestep_scaling");
   const double sd2 = 0.25;
   const double c_skip = sd2 / (t * t + sd2), c_out = t / std::sqrt(t * t + sd2);
   const at::Tensor f = c_skip * in.x + c_out * in.out.x0;
   const double a_s = detail::alpha_at(sc, in.i + 1), s_s = detail::sigma_at(sc, in.i + 1);
   if (s_s <= 0) return a_s * f;
-  const double eta = option_double(in.options, "eta", 1.0);
+  const double eta = in.options.real("eta");
   at::Tensor x = a_s * f;
   if (eta > 0) x = x + (s_s * eta) * detail::noise_like(in.noise, in.i, in.x);
   if (eta < 1) {

@@ -9,7 +9,6 @@
 // moved more than the tolerance. Two-step rules (DPM-Solver++(2M)) read the
 // previous point's output from the same batch (or from the converged prefix).
 #include "samplers/common.h"
-#include "samplers/options.h"
 #include "samplers/sample.h"
 
 #include <algorithm>

@@ -1,23 +1,9 @@
 // The sampler registry; see registry.h.
 #include "samplers/registry.h"
 
-#include "samplers/options.h"
 #include "samplers/sampler_list.h"
 
 namespace fewstep {
-namespace {
-
-std::string valid_keys(const SamplerInfo& info) {
-  std::string s;
-  for (const auto& o : info.options) {
-    if (!s.empty()) s += ", ";
-    s += o.name;
-  }
-  return s.empty() ? "(none)" : s;
-}
-
-}  // namespace
-
 const std::vector<SamplerInfo>& sampler_registry() {
   static const std::vector<SamplerInfo> registry = {
       ddim_sampler(),       ddpm_sampler(),     euler_sampler(),    euler_ancestral_sampler(),
@@ -41,19 +27,8 @@ const SamplerInfo& find_sampler(const std::string& name) {
   throw SamplerError("unknown sampler '" + name + "' (valid: " + valid + ")");
 }
 
-SamplerOptions resolve_sampler_options(const SamplerInfo& info, const SamplerOptions& given) {
-  SamplerOptions resolved;
-  for (const auto& o : info.options) resolved[o.name] = o.default_value;
-  for (const auto& [key, value] : given) {
-    const SamplerOptionInfo* row = nullptr;
-    for (const auto& o : info.options)
-      if (o.name == key) row = &o;
-    if (!row)
-      throw SamplerError("unknown sampler option '" + key + "' for sampler '" + info.name +
-                         "' (valid: " + valid_keys(info) + ")");
-    resolved[key] = check_option_value(*row, value);
-  }
-  return resolved;
+ResolvedOptions resolve_sampler_options(const SamplerInfo& info, const SamplerOptions& given) {
+  return resolve_options(info.options, given, info.name);
 }
 
 }  // namespace fewstep

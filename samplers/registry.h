@@ -17,10 +17,10 @@ const std::vector<SamplerInfo>& sampler_registry();
 /// "unknown sampler 'x' (valid: ddim, ddpm, ...)".
 const SamplerInfo& find_sampler(const std::string& name);
 
-/// `given` checked against the sampler's options and completed with their
-/// defaults: the result has every option key. Throws SamplerError naming the
-/// key and listing the valid keys (unknown key) or the valid values/range
-/// (bad value).
-SamplerOptions resolve_sampler_options(const SamplerInfo& info, const SamplerOptions& given);
+/// `given` checked against the sampler's options, completed with their
+/// defaults and typed (resolve_options): the result has every option key.
+/// Throws SamplerError naming the key and listing the valid keys (unknown
+/// key) or the valid values/range (bad value).
+ResolvedOptions resolve_sampler_options(const SamplerInfo& info, const SamplerOptions& given);
 
 }  // namespace fewstep

@@ -1,7 +1,6 @@
 // Running a sampler; see sample.h.
 #include "samplers/sample.h"
 
-#include "samplers/options.h"
 #include "samplers/registry.h"
 #include "samplers/schedule.h"
 
@@ -14,52 +13,18 @@
 
 namespace fewstep {
 
-PicardOptions parse_picard(const std::string& spec) {
-  PicardOptions p;
-  const std::string head = "picard";
-  if (spec.rfind(head, 0) != 0)
-    throw SamplerError("--parallel '" + spec + "': expected picard:window=P,tol=T[,max_rounds=R]");
-  std::string rest = spec.substr(head.size());
-  if (rest.empty()) return p;
-  if (rest[0] != ':') throw SamplerError("--parallel '" + spec + "': expected picard:window=P,tol=T[,max_rounds=R]");
-  std::stringstream in(rest.substr(1));
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    const auto eq = item.find('=');
-    const std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
-    char* end = nullptr;
-    errno = 0;
-    if (key == "window" || key == "max_rounds") {
-      const long long v = std::strtoll(value.c_str(), &end, 10);
-      if (value.empty() || *end || errno || v < (key == "window" ? 1 : 0))
-        throw SamplerError("--parallel picard: " + key + "='" + value +
-                           "' must be an integer >= " + (key == "window" ? "1" : "0"));
-      (key == "window" ? p.window : p.max_rounds) = v;
-    } else if (key == "tol") {
-      const double v = std::strtod(value.c_str(), &end);
-      if (value.empty() || *end || errno || !std::isfinite(v) || !(v > 0))
-        throw SamplerError("--parallel picard: tol='" + value + "' must be a number > 0");
-      p.tol = v;
-    } else {
-      throw SamplerError("--parallel picard: unknown key '" + key + "' (valid: window, tol, max_rounds)");
-    }
-  }
-  return p;
-}
-
 at::Tensor seeded_unit_noise(const std::vector<int64_t>& shape, uint64_t seed) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   return at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
 }
 
-bool draws_step_noise(const SamplerInfo& info, const SamplerOptions& resolved) {
-  for (const auto& o : info.options)
-    if (o.name == "eta") return option_double(resolved, "eta", info.stochastic ? 1.0 : 0.0) > 0;
+bool draws_step_noise(const SamplerInfo& info, const ResolvedOptions& resolved) {
+  if (resolved.has("eta")) return resolved.real("eta") > 0;
   return info.stochastic;
 }
 
 at::Tensor sample(const SamplerInfo& info, const Schedule& schedule, Denoiser& denoiser, const at::Tensor& unit_noise,
-                  const SamplerOptions& resolved, uint64_t seed, const StepCallback& cb,
+                  const ResolvedOptions& resolved, uint64_t seed, const StepCallback& cb,
                   const std::optional<PicardOptions>& picard, SampleStats* stats) {
   const auto dtype = unit_noise.scalar_type();
   if (dtype != at::kFloat && dtype != at::kDouble)

@@ -9,17 +9,6 @@
 
 namespace fewstep {
 
-/// Picard-parallel sampling settings (ParaDiGMS, Shih et al. 2023, Alg. 1).
-struct PicardOptions {
-  int64_t window = 8;      ///< P: steps evaluated together in one denoiser call
-  double tol = 1e-3;       ///< τ: per-step tolerance, relative to the step's noise std
-  int64_t max_rounds = 0;  ///< cap on rounds; 0 = steps (Picard then always converges)
-};
-
-/// Parses "picard:window=P,tol=T[,max_rounds=R]" (each key optional; plain
-/// "picard" takes the defaults). Throws SamplerError naming the bad part.
-PicardOptions parse_picard(const std::string& spec);
-
 /// What a run cost.
 struct SampleStats {
   int64_t nfe = 0;            ///< denoiser evaluations per sample: one per point evaluated
@@ -38,7 +27,7 @@ at::Tensor seeded_unit_noise(const std::vector<int64_t>& shape, uint64_t seed);
 /// Whether a run of `info` with `resolved` options draws step noise: the
 /// `eta` option when the sampler has one (stochastic samplers default to 1,
 /// DDIM to 0), else info.stochastic.
-bool draws_step_noise(const SamplerInfo& info, const SamplerOptions& resolved);
+bool draws_step_noise(const SamplerInfo& info, const ResolvedOptions& resolved);
 
 /// Runs `info` over `schedule` from unit noise [B, C, H, W] (float32 or
 /// float64: that dtype is the sampler math dtype), scaled by
@@ -52,7 +41,7 @@ bool draws_step_noise(const SamplerInfo& info, const SamplerOptions& resolved);
 /// Throws SamplerError for a bad dtype, an empty schedule, or Picard on a
 /// sampler without a step rule.
 at::Tensor sample(const SamplerInfo& info, const Schedule& schedule, Denoiser& denoiser, const at::Tensor& unit_noise,
-                  const SamplerOptions& resolved, uint64_t seed, const StepCallback& cb,
+                  const ResolvedOptions& resolved, uint64_t seed, const StepCallback& cb,
                   const std::optional<PicardOptions>& picard, SampleStats* stats);
 
 /// Picard iteration itself (picard.cpp), x at point 0 given. Returns x at

@@ -5,6 +5,8 @@
 
 #include <ATen/ATen.h>
 
+#include "samplers/config.h"
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -14,41 +16,6 @@
 #include <vector>
 
 namespace fewstep {
-
-/// Raised for any bad sampler/schedule configuration (unknown sampler or
-/// option, value out of range). The message is one line meant for users.
-struct SamplerError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-/// What the network predicts; converted once in the Denoiser wrapper.
-enum class PredictionType { epsilon, v_prediction, sample, flow };
-
-/// Training-schedule configuration with diffusers' `scheduler_config.json`
-/// keys. Optional members take the sampler family's diffusers default when
-/// unset.
-struct SchedulerConfig {
-  int64_t num_train_timesteps = 1000;
-  std::string beta_schedule = "linear";  ///< linear | scaled_linear | squaredcos_cap_v2
-  double beta_start = 0.0001;
-  double beta_end = 0.02;
-  std::vector<double> trained_betas;  ///< non-empty overrides beta_schedule
-  PredictionType prediction_type = PredictionType::epsilon;
-  std::optional<std::string> timestep_spacing;  ///< leading | trailing | linspace
-  std::optional<int64_t> steps_offset;
-  bool rescale_betas_zero_snr = false;
-  bool clip_sample = false;
-  double clip_sample_range = 1.0;
-  bool thresholding = false;  ///< Imagen dynamic thresholding
-  double dynamic_thresholding_ratio = 0.995;
-  double sample_max_value = 1.0;
-  double shift = 1.0;  ///< flow-matching time shift (SD3)
-  /// "", "karras", "exponential" or "simple": replaces the spacing's sigmas.
-  std::string sigma_spacing;
-  std::string final_sigmas_type = "zero";  ///< zero | sigma_min
-  std::vector<double> custom_timesteps;    ///< user-given, descending
-  std::vector<double> custom_sigmas;       ///< user-given, descending (σ_t/α_t, or t for flow)
-};
 
 /// Inference schedule: values only. N steps visit points 0..N-1 and end at
 /// point N. At every point x_t = alphas[i]·x0 + sigmas[i]·ε (the notation of
@@ -109,9 +76,6 @@ class StepNoise {
   std::vector<at::Tensor> drawn_;
 };
 
-/// Options as given by `--sampler-option key=value`.
-using SamplerOptions = std::map<std::string, std::string>;
-
 /// Called after every step with (step index, steps, current x).
 using StepCallback = std::function<void(int64_t, int64_t, const at::Tensor&)>;
 
@@ -119,27 +83,9 @@ using StepCallback = std::function<void(int64_t, int64_t, const at::Tensor&)>;
 struct SamplerContext {
   const Schedule& schedule;
   Denoiser& denoiser;
-  const SamplerOptions& options;  ///< already validated against SamplerInfo::options
-  StepNoise* noise = nullptr;     ///< non-null for stochastic samplers
-  StepCallback callback;          ///< may be empty
-};
-
-/// How an option's value is checked by resolve_sampler_options.
-enum class OptionKind {
-  choice,      ///< one of `choices`
-  boolean,     ///< true|false (also 1|0, yes|no, on|off), normalized to true|false
-  integer,     ///< an integer in [min, max]
-  real,        ///< a finite number in [min, max]
-  real_list,   ///< comma-separated finite numbers (may be empty)
-  index_list,  ///< "all", "" or comma-separated non-negative integers
-};
-
-/// One registry row.
-struct SamplerOptionInfo {
-  std::string name, default_value, help;
-  OptionKind kind = OptionKind::choice;
-  std::vector<std::string> choices;  ///< for OptionKind::choice
-  double min = -1e300, max = 1e300;  ///< for integer and real
+  const ResolvedOptions& options;  ///< every option of SamplerInfo::options, typed
+  StepNoise* noise = nullptr;      ///< non-null for stochastic samplers
+  StepCallback callback;           ///< may be empty
 };
 
 /// One step of a sampler in closed form, the shape Picard iteration needs
@@ -155,7 +101,7 @@ struct StepInput {
   const DenoiserOutput& out;
   const DenoiserOutput* prev;
   StepNoise* noise;
-  const SamplerOptions& options;
+  const ResolvedOptions& options;
 };
 using StepRule = std::function<at::Tensor(const StepInput&)>;
 

@@ -1,8 +1,6 @@
 // Training and inference schedules; see schedule.h for the contract.
 #include "samplers/schedule.h"
 
-#include "samplers/options.h"
-
 #include <algorithm>
 #include <cmath>
 #include <numbers>
@@ -320,7 +318,7 @@ std::vector<double> exponential_sigmas(double sigma_min, double sigma_max, int64
 }
 
 Schedule make_schedule(const SchedulerConfig& cfg, const SamplerInfo& sampler, int64_t steps,
-                       const SamplerOptions& resolved) {
+                       const ResolvedOptions& resolved) {
   if (steps < 1) throw SamplerError("steps must be >= 1, got " + std::to_string(steps));
   const int64_t T = cfg.num_train_timesteps;
   const bool flow = is_flow(cfg);
@@ -330,13 +328,15 @@ Schedule make_schedule(const SchedulerConfig& cfg, const SamplerInfo& sampler, i
       (family == "euler" || family == "dpm" || cfg.prediction_type == PredictionType::epsilon))
     ac.data_ptr<double>()[T - 1] = std::pow(2.0, -24);  // zero terminal SNR: keep α > 0
 
-  const std::string final_type = option_or(resolved, "final_sigmas_type", cfg.final_sigmas_type);
+  const std::string final_type =
+      resolved.choice("final_sigmas_type").empty() ? cfg.final_sigmas_type : resolved.choice("final_sigmas_type");
   if (final_type != "zero" && final_type != "sigma_min")
     throw SamplerError("unknown final_sigmas_type '" + final_type + "' (valid: zero, sigma_min)");
-  const std::string sigma_spacing = option_or(resolved, "sigma_spacing", cfg.sigma_spacing);
-  std::vector<double> custom_t = option_list(resolved, "timesteps");
+  const std::string sigma_spacing =
+      resolved.choice("sigma_spacing").empty() ? cfg.sigma_spacing : resolved.choice("sigma_spacing");
+  std::vector<double> custom_t = resolved.reals("timesteps");
   if (custom_t.empty()) custom_t = cfg.custom_timesteps;
-  std::vector<double> custom_s = option_list(resolved, "sigmas");
+  std::vector<double> custom_s = resolved.reals("sigmas");
   if (custom_s.empty()) custom_s = cfg.custom_sigmas;
 
   std::vector<NoisePoint> pts;
@@ -375,9 +375,8 @@ Schedule make_schedule(const SchedulerConfig& cfg, const SamplerInfo& sampler, i
       throw SamplerError("steps (" + std::to_string(steps) + ") exceed num_train_timesteps (" + std::to_string(T) +
                          ")");
     const std::string spacing = cfg.timestep_spacing.value_or(default_timestep_spacing(family));
-    std::vector<double> t = family == "lcm"
-                                ? lcm_timesteps(steps, T, option_int(resolved, "original_inference_steps", 50))
-                                : spaced_timesteps(family, spacing, steps, T, cfg.steps_offset.value_or(0));
+    std::vector<double> t = family == "lcm" ? lcm_timesteps(steps, T, resolved.integer("original_inference_steps"))
+                                            : spaced_timesteps(family, spacing, steps, T, cfg.steps_offset.value_or(0));
     // Repeated timesteps (leading + steps_offset at steps = T after this clamp,
     // DPM linspace rounding at steps near T) are dropped below.
     for (double& v : t) v = std::min(v, static_cast<double>(T - 1));

@@ -122,7 +122,7 @@ std::string default_timestep_spacing(const std::string& family);
 /// values not descending or out of range, lcm steps over
 /// original_inference_steps).
 Schedule make_schedule(const SchedulerConfig& cfg, const SamplerInfo& sampler, int64_t steps,
-                       const SamplerOptions& resolved);
+                       const ResolvedOptions& resolved);
 
 /// Unit noise times this is x at point 0: sqrt(alpha0² + sigma0²) (1 for VP).
 double initial_noise_scale(const Schedule& schedule);

@@ -3,7 +3,6 @@
 // (UniP-p and UniC-p with B(h), data prediction), scheduled as diffusers'
 // UniPCMultistepScheduler.
 #include "samplers/common.h"
-#include "samplers/options.h"
 #include "samplers/sampler_list.h"
 
 #include <cmath>
@@ -109,26 +108,13 @@ at::Tensor uni_update(const Schedule& sc, int64_t t, const at::Tensor& x, const 
   return x_t - (a_t * b_h) * res;
 }
 
-std::set<int64_t> disabled_steps(const std::string& spec, int64_t n) {
-  std::set<int64_t> s;
-  if (spec == "all") {
-    for (int64_t i = 0; i < n; ++i) s.insert(i);
-    return s;
-  }
-  std::stringstream in(spec);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) s.insert(std::stoll(item));
-  return s;
-}
-
 at::Tensor run_unipc(SamplerContext& ctx, at::Tensor x) {
   const Schedule& sc = ctx.schedule;
   const int64_t n = sc.steps();
-  const int order = static_cast<int>(option_int(ctx.options, "solver_order", 2));
-  const bool bh2 = option_or(ctx.options, "solver_type", "bh2") == "bh2";
-  const bool lower_order_final = option_bool(ctx.options, "lower_order_final", true);
-  const std::set<int64_t> no_corrector = disabled_steps(option_or(ctx.options, "disable_corrector", ""), n);
+  const int order = static_cast<int>(ctx.options.integer("solver_order"));
+  const bool bh2 = ctx.options.choice("solver_type") == "bh2";
+  const bool lower_order_final = ctx.options.flag("lower_order_final");
+  const IndexList& no_corrector = ctx.options.indices("disable_corrector");
   History hist;
   at::Tensor last_x;
   int last_order = 1;
@@ -136,7 +122,7 @@ at::Tensor run_unipc(SamplerContext& ctx, at::Tensor x) {
     const at::Tensor m = detail::denoise_at(ctx, x, i).x0;
     // UniC: correct x_i with the output just computed at it (no extra NFE).
     // (Skipped after a step from λ = -∞, whose B(h) is infinite for bh1.)
-    if (i > 0 && !no_corrector.count(i - 1) && std::isfinite(detail::lambda_at(sc, i - 1)))
+    if (i > 0 && !no_corrector.contains(i - 1) && std::isfinite(detail::lambda_at(sc, i - 1)))
       x = uni_update(sc, i, last_x, hist, last_order, bh2, &m);
     hist.m.push_back(m);
     hist.point.push_back(i);

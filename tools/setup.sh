@@ -37,10 +37,12 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$PY" -m venv .venv
 fi
-REQ_HASH=$(sha256sum tools/requirements.txt | cut -d' ' -f1)
+REQ_HASH=$(cat tools/requirements.txt tools/requirements-nodeps.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat .venv/.fewstep-req 2>/dev/null)" != "$REQ_HASH" ]; then
   log "installing Python packages (torch is several GB the first time)"
-  .venv/bin/pip install --quiet --disable-pip-version-check --progress-bar off -r tools/requirements.txt
+  PIP=(.venv/bin/pip install --quiet --disable-pip-version-check --progress-bar off)
+  "${PIP[@]}" -r tools/requirements.txt
+  "${PIP[@]}" --no-deps -r tools/requirements-nodeps.txt
   echo "$REQ_HASH" > .venv/.fewstep-req
 fi
 

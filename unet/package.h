@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "samplers/sampler.h"
+#include "samplers/config.h"
 
 namespace fewstep {
 

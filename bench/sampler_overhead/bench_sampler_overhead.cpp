@@ -74,7 +74,7 @@ int run(const Options& opt) {
   double worst = 0;
   for (const Variant& v : variants) {
     const fewstep::SamplerInfo& info = fewstep::find_sampler(v.sampler);
-    const fewstep::SamplerOptions resolved = fewstep::resolve_sampler_options(info, {});
+    const fewstep::ResolvedOptions resolved = fewstep::resolve_sampler_options(info, {});
     const fewstep::Schedule schedule = fewstep::make_schedule(cfg, info, opt.steps, resolved);
     auto denoiser = fewstep::make_model_denoiser(model, cfg);
     fewstep::SampleStats stats;

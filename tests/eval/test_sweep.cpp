@@ -198,11 +198,15 @@ TEST(SweepSummary, ParetoFrontAndSelections) {
   // Fastest at >= 30 dB: a@8 (9 ms) beats a@16 (17 ms) and b@8 (30 ms).
   EXPECT_NE(md.find("`a` at 8 steps"), std::string::npos) << md;
   EXPECT_EQ(md.find("stochastic"), std::string::npos) << md;  // "a" and "b" are no samplers at all
-  // Stochastic samplers are named once in a note: their error has no reason to fall with steps.
-  const std::string with_sde = format_summary_md({row("ddim", 4, 4, 0.1, 5), row("lcm", 4, 4, 0.3, 5),
-                                                  row("lcm", 8, 8, 0.3, 9), row("euler_ancestral", 4, 4, 0.3, 5)},
-                                                 {"unipc", 250}, "m");
-  EXPECT_NE(with_sde.find("the stochastic samplers in this sweep (`lcm`, `euler_ancestral`)"), std::string::npos)
+  // Runs that drew step noise are named once in a note: their error has no
+  // reason to fall with steps. The flag is the run's (draws_step_noise with
+  // its options), not the sampler's kind: here ddim ran with eta > 0.
+  std::vector<SweepRow> noisy = {row("ddim", 4, 4, 0.1, 5), row("lcm", 4, 4, 0.3, 5), row("lcm", 8, 8, 0.3, 9),
+                                 row("euler_ancestral", 4, 4, 0.3, 5), row("dpmpp_2m", 4, 4, 0.1, 5)};
+  for (size_t i = 0; i < 4; ++i) noisy[i].stochastic = true;
+  const std::string with_sde = format_summary_md(noisy, {"unipc", 250}, "m");
+  EXPECT_NE(with_sde.find("the stochastic samplers in this sweep (`ddim`, `lcm`, `euler_ancestral`)"),
+            std::string::npos)
       << with_sde;
 }
 

@@ -173,4 +173,21 @@ TEST(Pipeline, ParametersTextFollowsTheFrontEndFormat) {
   EXPECT_NE(format_parameters("p", "", r, "m").find("Initial noise: from file, Seed: 42"), std::string::npos);
 }
 
+// One predicate says whether a run draws step noise: the run's eta when the
+// sampler has one, else whether the sampler is stochastic.
+TEST(Pipeline, DrawsStepNoiseFollowsTheRunsOptions) {
+  GenerateRequest r;
+  r.sampler = "ddim";
+  EXPECT_FALSE(draws_step_noise(r));
+  r.sampler_options = {{"eta", "0.5"}};
+  EXPECT_TRUE(draws_step_noise(r));
+  r.sampler = "euler_a";
+  r.sampler_options = {{"eta", "0"}};
+  EXPECT_FALSE(draws_step_noise(r));
+  r.sampler_options.clear();
+  EXPECT_TRUE(draws_step_noise(r));
+  r.sampler = "heun";
+  EXPECT_FALSE(draws_step_noise(r));
+}
+
 }  // namespace

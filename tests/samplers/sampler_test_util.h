@@ -73,7 +73,7 @@ inline ModelFn exact_level_model_fn(AnalyticModel& model, const Schedule& s) {
 
 inline Run run_sampler(AnalyticModel& model, const RunArgs& a) {
   const SamplerInfo& info = find_sampler(a.sampler);
-  const SamplerOptions resolved = resolve_sampler_options(info, a.options);
+  const ResolvedOptions resolved = resolve_sampler_options(info, a.options);
   SchedulerConfig cfg = a.config.value_or(model.scheduler_config());
   if (a.spacing) cfg.timestep_spacing = *a.spacing;
   Run r;

@@ -143,7 +143,7 @@ TEST(FinalJump, EverySamplerEndsOnTheDenoisedLastPoint) {
   for (const SamplerInfo& info : sampler_registry()) {
     if (info.name == "lcm") continue;
     const SchedulerConfig cfg = model->scheduler_config();
-    const SamplerOptions resolved = resolve_sampler_options(info, {});
+    const ResolvedOptions resolved = resolve_sampler_options(info, {});
     const Schedule sc = make_schedule(cfg, info, 6, resolved);
     const int64_t n = sc.steps();
     auto denoiser = make_model_denoiser(model->model_fn(), cfg);

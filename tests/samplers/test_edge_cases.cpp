@@ -131,7 +131,7 @@ TEST(EdgeCases, LogSpaceSchedulesNeverTakeLogOfZero) {
         for (const std::string final_type : {"zero", "sigma_min"})
           for (int64_t n : {1, 2, 10, 50}) {
             const std::string what = spec + " " + info.name + " " + sigmas + " " + final_type + " " + std::to_string(n);
-            const SamplerOptions o =
+            const ResolvedOptions o =
                 resolve_sampler_options(info, {{"sigma_spacing", sigmas}, {"final_sigmas_type", final_type}});
             if (n == 1 && final_type == "sigma_min" && info.family == "euler" && !is_flow(cfg)) {
               // Euler's 1-step linspace sits at t = 0, which is sigma_min itself: no step to take.
@@ -159,7 +159,7 @@ TEST(EdgeCases, ThirdOrderSamplersAtThreeNMinusOneSteps) {
       if (n >= 5) {
         auto before_last = [&](const std::string& s, const SamplerOptions& opts) {
           const SamplerInfo& info = find_sampler(s);
-          const SamplerOptions res = resolve_sampler_options(info, opts);
+          const ResolvedOptions res = resolve_sampler_options(info, opts);
           const Schedule sc = make_schedule(model->scheduler_config(), info, n, res);
           auto den = make_model_denoiser(model->model_fn(), model->scheduler_config());
           at::Tensor kept;
@@ -220,7 +220,7 @@ TEST(EdgeCases, StepNoiseContinuesTheInitialNoiseStream) {
   };
   auto model = make_analytic_model("analytic:gaussian:shape=3x4x4");
   const SamplerInfo& info = find_sampler("euler_ancestral");
-  const SamplerOptions res = resolve_sampler_options(info, {});
+  const ResolvedOptions res = resolve_sampler_options(info, {});
   const Schedule sc = make_schedule(model->scheduler_config(), info, 4, res);
   const uint64_t seed = 1234;
   const std::vector<int64_t> shape = {1, 3, 4, 4};

@@ -65,7 +65,7 @@ TEST(Picard, WindowOneEqualsSequential) {
 TEST(Picard, BatchesTheWholeWindowInOneDenoiserCall) {
   auto model = make_analytic_model(kModel);
   const SamplerInfo& info = find_sampler("ddim");
-  const SamplerOptions o = resolve_sampler_options(info, {});
+  const ResolvedOptions o = resolve_sampler_options(info, {});
   const Schedule sc = make_schedule(model->scheduler_config(), info, 20, o);
   std::vector<int64_t> rows_per_call;
   ModelFn inner = model->model_fn();

@@ -69,11 +69,20 @@ TEST(Registry, UnknownSamplerListsTheValidNames) {
 
 TEST(Registry, OptionsAreCheckedAndDefaulted) {
   const SamplerInfo& unipc = find_sampler("unipc");
-  const SamplerOptions r = resolve_sampler_options(unipc, {{"solver_order", "3"}, {"lower_order_final", "no"}});
-  EXPECT_EQ(r.at("solver_order"), "3");
-  EXPECT_EQ(r.at("lower_order_final"), "false");
-  EXPECT_EQ(r.at("solver_type"), "bh2");
-  EXPECT_EQ(resolve_sampler_options(unipc, {{"disable_corrector", "0, 2"}}).at("disable_corrector"), "0,2");
+  const ResolvedOptions r = resolve_sampler_options(unipc, {{"solver_order", "3"}, {"lower_order_final", "no"}});
+  EXPECT_EQ(r.integer("solver_order"), 3);
+  EXPECT_EQ(r.text().at("solver_order"), "3");
+  EXPECT_FALSE(r.flag("lower_order_final"));
+  EXPECT_EQ(r.text().at("lower_order_final"), "false");
+  EXPECT_EQ(r.choice("solver_type"), "bh2");
+  const ResolvedOptions d = resolve_sampler_options(unipc, {{"disable_corrector", "0, 2"}});
+  EXPECT_EQ(d.text().at("disable_corrector"), "0,2");
+  EXPECT_EQ(d.indices("disable_corrector").items, (std::vector<int64_t>{0, 2}));
+  EXPECT_TRUE(d.indices("disable_corrector").contains(2));
+  EXPECT_FALSE(d.indices("disable_corrector").contains(1));
+  EXPECT_TRUE(resolve_sampler_options(unipc, {{"disable_corrector", "all"}}).indices("disable_corrector").contains(7));
+  // The typed value is what was checked: an integer option is not readable as a real.
+  EXPECT_THROW(r.real("solver_order"), std::logic_error);
   auto message = [](const SamplerInfo& info, const SamplerOptions& o) {
     try {
       resolve_sampler_options(info, o);

@@ -287,7 +287,7 @@ TEST(Schedule, LogSnrMapAndItsInverseAgree) {
 TEST(Schedule, BadConfigurationsAreOneLineErrors) {
   SchedulerConfig cfg = sd15();
   const SamplerInfo& info = find_sampler("ddim");
-  const SamplerOptions o = resolve_sampler_options(info, {});
+  const ResolvedOptions o = resolve_sampler_options(info, {});
   EXPECT_THROW(make_schedule(cfg, info, 0, o), SamplerError);
   EXPECT_THROW(make_schedule(cfg, info, 1001, o), SamplerError);
   cfg.timestep_spacing = "sideways";

@@ -180,7 +180,7 @@ const PeerCase& expectation_for(const PeerCase& c, int64_t steps) {
 
 PeerRun run_fewstep(const PeerCase& c) {
   const SamplerInfo& info = find_sampler(c.sampler);
-  const SamplerOptions resolved = resolve_sampler_options(info, c.options);
+  const ResolvedOptions resolved = resolve_sampler_options(info, c.options);
   const Schedule schedule = make_schedule(c.config, info, c.steps, resolved);
 
   PeerRun run;
