@@ -101,7 +101,9 @@ std::vector<ProfiledEvent> convert(const std::vector<torch::autograd::profiler::
     if (k.hasShapes()) {
       const auto shapes = k.shapes();
       std::vector<std::vector<int64_t>> s(shapes.begin(), shapes.end());
-      e.flops = e.name == "aten::convolution" ? conv_flops_of(s, k) : op_flops(e.name, s);
+      // fewstep::conv2d_prepacked records aten::convolution's arguments.
+      e.flops = e.name == "aten::convolution" || e.name == "fewstep::conv2d_prepacked" ? conv_flops_of(s, k)
+                                                                                       : op_flops(e.name, s);
     }
     out.push_back(std::move(e));
   }

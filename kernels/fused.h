@@ -58,6 +58,15 @@ at::Tensor& gelu_(at::Tensor& x, std::string_view approximate);
 /// unfused graph would).
 at::Tensor geglu(const at::Tensor& x, std::string_view approximate);
 
+/// aten::conv2d(x, weight, bias, stride, padding, dilation, groups), with
+/// a float32 channels-last weight of a k×k (k > 1) convolution on
+/// channels-last float32 CPU input reordered for oneDNN once and cached
+/// (LibTorch's mkldnn_prepacked context; the cache is keyed by the weight
+/// and bias tensors and their version counters, so in-place changes and
+/// freed weights are never served stale); everything else is aten::conv2d.
+at::Tensor conv2d(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
+
 /// What the fusion pass rewrote (see rewrite_fusion).
 struct FusionCounts {
   int group_norm = 0;        ///< aten::group_norm → fewstep::group_norm / group_norm_silu
@@ -65,7 +74,8 @@ struct FusionCounts {
   int group_norm_shift = 0;  ///< of which with the add before (shift)
   int gelu = 0;              ///< aten::gelu on a fresh matmul output → fewstep::gelu_
   int geglu = 0;             ///< chunk(2, -1) + gelu + mul → fewstep::geglu
-  int total() const { return group_norm + gelu + geglu; }
+  int conv2d = 0;            ///< aten::conv2d → fewstep::conv2d (weights reordered once)
+  int total() const { return group_norm + gelu + geglu + conv2d; }
 };
 
 /// The TorchScript pass that puts the fused ops into a graph. First inlines
@@ -80,7 +90,10 @@ struct FusionCounts {
 ///  - aten::gelu(y) where y comes from a matrix product (aten::linear,
 ///    matmul, addmm, mm, bmm) and has no other use → fewstep::gelu_(y) in place;
 ///  - v, g = chunk(y, 2, -1) followed by v · gelu(g) (either order), each
-///    intermediate used only there → fewstep::geglu(y).
+///    intermediate used only there → fewstep::geglu(y);
+///  - aten::conv2d → fewstep::conv2d: the same convolution, with a float32
+///    channels-last CPU call's weight reordered for oneDNN once and cached
+///    (keyed by the weight tensor and its version) instead of every call.
 /// Runs dead-code elimination afterwards. Rewrite before the graph first
 /// runs. The rewritten graph computes the same function: float32 results
 /// differ from LibTorch's by rounding only (tests/kernels/test_fused_*.cpp).

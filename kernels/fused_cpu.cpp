@@ -19,9 +19,10 @@
 namespace fewstep {
 namespace {
 
-/// Elements per parallel chunk of the element-wise kernels (below this a
-/// second thread costs more than it saves).
-constexpr int64_t kElementwiseGrain = 16384;
+/// Elements per parallel chunk (LibTorch's at::internal::GRAIN_SIZE): below
+/// this a second thread's start costs more than it saves, and every
+/// parallel region is a point where a busy machine can stall a step.
+constexpr int64_t kElementwiseGrain = 32768;
 
 std::optional<FusedDtype> kernel_dtype(const at::Tensor& t) {
   if (t.scalar_type() == at::kFloat) return FusedDtype::f32;
@@ -90,8 +91,9 @@ at::Tensor group_norm_cpu_impl(const char* op, const at::Tensor& x_in, int64_t n
   p.eps = static_cast<float>(eps);
   p.activation = silu ? FusedActivation::silu : FusedActivation::none;
   p.dtype = *dtype;
-  at::parallel_for(0, cpu::group_norm_work_items(p), 1,
-                   [&](int64_t begin, int64_t end) { cpu::group_norm_forward(p, begin, end); });
+  const int64_t items = cpu::group_norm_work_items(p);
+  const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, x.numel() / items));
+  at::parallel_for(0, items, grain, [&](int64_t begin, int64_t end) { cpu::group_norm_forward(p, begin, end); });
   return out;
 }
 

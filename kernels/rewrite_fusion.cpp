@@ -237,12 +237,29 @@ bool try_geglu(Graph& graph, Node* mul, FusionCounts& counts) {
   return true;
 }
 
+/// aten::conv2d with list padding → fewstep::conv2d (same arguments; it
+/// caches reordered weights, kernels/conv_cpu.cpp).
+bool try_conv(Graph& graph, Node* node, FusionCounts& counts) {
+  if (node->kind() != aten::conv2d || node->inputs().size() != 7 || !node->input(4)->type()->cast<c10::ListType>()) {
+    return false;
+  }
+  torch::jit::WithInsertPoint guard(node);
+  std::vector<torch::jit::NamedValue> args(node->inputs().begin(), node->inputs().end());
+  Value* fused = graph.insert(fewstep_op("conv2d"), args);
+  fused->setType(node->output()->type());
+  node->output()->replaceAllUsesWith(fused);
+  node->destroy();
+  ++counts.conv2d;
+  return true;
+}
+
 void rewrite_block(Graph& graph, Block* block, FusionCounts& counts) {
   for (auto it = block->nodes().begin(); it != block->nodes().end();) {
     Node* node = *it;
     ++it;  // the rewrites destroy `node` and nodes before it, never later ones
     for (Block* sub : node->blocks()) rewrite_block(graph, sub, counts);
-    (void)(try_group_norm(graph, node, counts) || try_gelu(graph, node, counts) || try_geglu(graph, node, counts));
+    (void)(try_group_norm(graph, node, counts) || try_gelu(graph, node, counts) || try_geglu(graph, node, counts) ||
+           try_conv(graph, node, counts));
   }
 }
 
@@ -252,6 +269,7 @@ void add(FusionCounts& total, const FusionCounts& c) {
   total.group_norm_shift += c.group_norm_shift;
   total.gelu += c.gelu;
   total.geglu += c.geglu;
+  total.conv2d += c.conv2d;
 }
 
 /// The TorchScript function a prim::CallFunction / prim::CallMethod node calls, or nullptr.

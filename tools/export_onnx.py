@@ -15,9 +15,11 @@ dependency of fewstep.
 Usage: tools/export_onnx.py [--model models/emoji] [--out build/onnx/emoji_unet.onnx]
 """
 import argparse
+import json
 import os
 import re
 import sys
+import warnings
 
 import torch
 
@@ -72,7 +74,6 @@ def main():
     unet = UNet(**cfg)
     unet.load_state_dict(sd, strict=True)
     unet.eval()
-    import json
     with open(os.path.join(args.model, "model.json"), encoding="utf-8") as f:
         manifest = json.load(f)
     h, w = manifest["defaults"]["height"], manifest["defaults"]["width"]
@@ -83,6 +84,11 @@ def main():
     ctx = torch.randn(args.batch, ctx_len, cfg["d_ctx"], generator=g)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out + ".tmp"
+    # The tracer records the attention's head-dim padding as constants (the
+    # head dims are fixed by the weights) and the exporter is the legacy one
+    # on purpose (it handles the scripted-free eager model directly).
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     with torch.no_grad():
         ref = unet(x, t, ctx)
         torch.onnx.export(unet, (x, t, ctx), tmp, input_names=["sample", "timestep", "encoder_hidden_states"],

@@ -39,7 +39,7 @@ def fewstep_rows(args, threads, dtype, fusion):
     """bench_unet_step's JSON rows for one configuration."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "unet_step.json")
-        cmd = [os.path.join(args.build, "bench_unet_step"), "--model", args.model, "--threads", str(threads),
+        cmd = [os.path.join(args.build, "bench", "unet_step", "bench_unet_step"), "--model", args.model, "--threads", str(threads),
                "--dtype", dtype, "--attention", "fused", "--fusion", fusion, "--warmup", str(args.warmup),
                "--repeats", str(args.repeats), "--json", out]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

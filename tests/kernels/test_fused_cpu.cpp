@@ -117,6 +117,37 @@ TEST(FusedGroupNormCases, BadArgumentsNameTheOp) {
   EXPECT_EQ(error_of([] { parse_fusion_mode("some"); }), "--fusion: expected none, kernels or all, got 'some'");
 }
 
+TEST(FusedConv, MatchesFloat64AndSeesWeightChanges) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  struct Case {
+    std::vector<int64_t> x, w;
+    int64_t stride;
+  };
+  // Odd channel counts, 1×1 spatial with a 3×3 kernel, batch 1 and 3, stride 2.
+  const Case cases[] = {
+      {{3, 5, 7, 6}, {7, 5, 3, 3}, 1}, {{1, 13, 1, 1}, {4, 13, 3, 3}, 1}, {{3, 8, 9, 9}, {6, 8, 3, 3}, 2}};
+  const auto cl = at::MemoryFormat::ChannelsLast;
+  for (const Case& c : cases) {
+    const at::Tensor x = at::randn(c.x).contiguous(cl);
+    at::Tensor w = at::randn(c.w).contiguous(cl);
+    const at::Tensor b = at::randn({c.w[0]});
+    const std::vector<int64_t> stride{c.stride, c.stride}, padding{1, 1}, dilation{1, 1};
+    for (int round = 0; round < 2; ++round) {
+      SCOPED_TRACE("x " + std::to_string(c.x[1]) + " channels, round " + std::to_string(round));
+      const at::Tensor out = fewstep::conv2d(x, w, b, stride, padding, dilation, 1);
+      const at::Tensor ref = at::conv2d(x.to(at::kDouble), w.to(at::kDouble), b.to(at::kDouble), stride, padding);
+      const at::Tensor libtorch = at::conv2d(x.contiguous(), w.contiguous(), b, stride, padding);
+      EXPECT_TRUE(out.is_contiguous(cl));
+      EXPECT_LE(max_abs_error(out, ref), fused_budget(max_abs_error(libtorch, ref), ref, at::kFloat));
+      w.mul_(-0.5);  // in place: the cached, reordered weight must not be served again
+    }
+  }
+  // Channels-first input runs aten::conv2d itself.
+  const at::Tensor x = at::randn({2, 4, 5, 5}), w = at::randn({3, 4, 3, 3});
+  EXPECT_TRUE(at::equal(fewstep::conv2d(x, w, {}, {1, 1}, {1, 1}, {1, 1}, 1), at::conv2d(x, w, {}, 1, 1)));
+}
+
 struct GeluCase {
   std::vector<int64_t> sizes;  ///< of the gelu input; GEGLU doubles the last dim
 };
