@@ -101,7 +101,10 @@ FusionCounts rewrite_fusion(const std::shared_ptr<torch::jit::Graph>& graph);
 
 /// rewrite_fusion on every function of `module`'s compilation unit(s) (all
 /// submodules' methods and the free functions they call). Returns the totals.
-FusionCounts rewrite_fusion(torch::jit::Module& module);
+/// With `root_methods` false, `module`'s own methods are left as they are:
+/// a caller that runs only submodules (the block-wise UNet runner) then
+/// saves inlining the whole model into the root's forward at load time.
+FusionCounts rewrite_fusion(torch::jit::Module& module, bool root_methods = true);
 
 /// `--fusion`: all (the default) rewrites with rewrite_fusion and runs a
 /// CPU UNet's activations channels-last; none runs the model as exported;

@@ -338,7 +338,7 @@ FusionCounts rewrite_fusion(const std::shared_ptr<torch::jit::Graph>& graph) {
   return rewrite_inlined(graph);
 }
 
-FusionCounts rewrite_fusion(torch::jit::Module& module) {
+FusionCounts rewrite_fusion(torch::jit::Module& module, bool root_methods) {
   // Every function of each compilation unit (as rewrite_attention), once.
   // All graphs are recorded first, so that a method inlined into its
   // callers brings its original body (whose patterns may continue in the
@@ -356,8 +356,10 @@ FusionCounts rewrite_fusion(torch::jit::Module& module) {
   }
   Inliner inliner;
   for (torch::jit::GraphFunction* fn : functions) inliner.snapshot(fn);
+  const std::vector<torch::jit::Function*> root = module.type()->methods();
   FusionCounts total;
   for (torch::jit::GraphFunction* fn : functions) {
+    if (!root_methods && std::find(root.begin(), root.end(), fn) != root.end()) continue;
     inliner.inline_calls(fn->graph()->block());
     add(total, rewrite_inlined(fn->graph()));
     fn->clear_optimized_graphs();  // executors must be built from the rewritten graph
