@@ -207,6 +207,14 @@ ModelManifest parse_manifest(std::string_view json_text, const std::filesystem::
   if (m.sample_height % m.unet.downsample_factor || m.sample_width % m.unet.downsample_factor)
     f.fail("sample_size", "must be a multiple of unet.downsample_factor");
 
+  // Pixel sizes are sample_size × vae_scale_factor; they must be
+  // representable (fuzz_manifest: [2^62, 8] × 4 overflowed int64). The size
+  // multiple, downsample_factor × vae_scale_factor, is no larger, since
+  // sample_size is a positive multiple of downsample_factor.
+  int64_t product = 0;
+  if (__builtin_mul_overflow(m.sample_height, m.vae_scale_factor, &product) ||
+      __builtin_mul_overflow(m.sample_width, m.vae_scale_factor, &product))
+    f.fail("sample_size", "times vae_scale_factor does not fit a 64-bit integer");
   m.defaults.width = m.sample_width * m.vae_scale_factor;
   m.defaults.height = m.sample_height * m.vae_scale_factor;
   if (f.has("defaults")) {

@@ -102,6 +102,28 @@ TEST(Manifest, FieldErrorsNameTheField) {
   EXPECT_EQ(error_of(j), "/pkg/model.json: field 'scheduler.beta_schedule': missing (required)");
 }
 
+// Found by reading with fuzz_manifest at hand (fuzz/corpus/manifest/
+// overflow-sample-size.json): the default pixel size sample_size ×
+// vae_scale_factor overflowed int64, which is undefined behaviour.
+TEST(Manifest, OversizedProductsAreRefused) {
+  json j = base_manifest();
+  j["sample_size"] = {int64_t{1} << 62, 8};
+  j["vae_scale_factor"] = 4;
+  EXPECT_EQ(error_of(j), "/pkg/model.json: field 'sample_size': times vae_scale_factor does not fit a 64-bit integer");
+  j = base_manifest();
+  j["unet"]["downsample_factor"] = int64_t{1} << 40;
+  j["sample_size"] = {int64_t{1} << 40, int64_t{1} << 40};
+  j["vae_scale_factor"] = int64_t{1} << 30;
+  EXPECT_EQ(error_of(j), "/pkg/model.json: field 'sample_size': times vae_scale_factor does not fit a 64-bit integer");
+  // Sizes whose products fit are accepted, with exact products.
+  j = base_manifest();
+  j["sample_size"] = {int64_t{1} << 59, 8};
+  j["vae_scale_factor"] = 8;
+  const ModelManifest m = parse(j);
+  EXPECT_EQ(m.defaults.height, int64_t{1} << 62);
+  EXPECT_EQ(m.size_multiple(), 4 * 8);
+}
+
 TEST(Manifest, LoadManifestReadsTheFolder) {
   const fs::path dir = fewstep::test::scratch("manifest-pkg");
   fs::create_directories(dir / "tok");
