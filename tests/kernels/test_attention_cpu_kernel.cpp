@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -44,9 +45,10 @@ struct Case {
   bool interleaved = false;
   int64_t pad = 0;  ///< extra elements after every row (guards when in the output)
   std::string name() const {
-    return "B" + std::to_string(batch) + "H" + std::to_string(heads) + "Sq" + std::to_string(seq_q) + "Sk" +
-           std::to_string(seq_k) + "d" + std::to_string(head_dim) + (interleaved ? "_bshd" : "_bhsd") + "_pad" +
-           std::to_string(pad);
+    std::ostringstream s;
+    s << "B" << batch << "H" << heads << "Sq" << seq_q << "Sk" << seq_k << "d" << head_dim
+      << (interleaved ? "_bshd" : "_bhsd") << "_pad" << pad;
+    return s.str();
   }
 };
 
