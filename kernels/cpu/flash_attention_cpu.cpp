@@ -25,6 +25,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/isa_clones.h"
 #include "kernels/cpu/vec_math.h"
 
 namespace fewstep::cpu {
@@ -127,9 +128,9 @@ struct Scratch {
 };
 
 /// One work item: rows [q0, q0 + rows) of one (batch, head).
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten)) void attend_block(
-    const float* q, int64_t q_stride, const float* k, int64_t k_stride, const float* v, int64_t v_stride, float* out,
-    int64_t out_stride, int64_t rows, int64_t seq_k, int64_t head_dim, float scale_log2, int64_t block_k, Scratch& s) {
+FEWSTEP_ISA_CLONES void attend_block(const float* q, int64_t q_stride, const float* k, int64_t k_stride, const float* v,
+                                     int64_t v_stride, float* out, int64_t out_stride, int64_t rows, int64_t seq_k,
+                                     int64_t head_dim, float scale_log2, int64_t block_k, Scratch& s) {
   const int64_t dim_pad = round_up(head_dim, kColAlign);
   const int64_t rows_pad = round_up(rows, kColAlign);
   float* acc = s.acc.data();

@@ -3,6 +3,7 @@
 // chunk + gelu + mul write the gelu of the gate and then the product.
 #include "kernels/cpu/gelu_cpu.h"
 
+#include "kernels/cpu/isa_clones.h"
 #include "kernels/cpu/vec_math.h"
 
 namespace fewstep::cpu {
@@ -41,7 +42,7 @@ void rows_for(const GeluParams& p, int64_t begin, int64_t end) {
 
 /// Compiled once per x86-64 ISA level and picked at load time; `flatten`
 /// inlines the templates into each clone.
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten)) void run_clone(
+FEWSTEP_ISA_CLONES void run_clone(
     const GeluParams& p, int64_t begin, int64_t end) {
   if (p.dtype == FusedDtype::bf16) {
     p.gated ? rows_for<Bf16, true>(p, begin, end) : rows_for<Bf16, false>(p, begin, end);

@@ -16,6 +16,7 @@
 #include <numeric>
 #include <vector>
 
+#include "kernels/cpu/isa_clones.h"
 #include "kernels/cpu/vec_math.h"
 
 namespace fewstep::cpu {
@@ -208,7 +209,7 @@ void run_items(const GroupNormParams& p, int64_t begin, int64_t end, std::vector
 
 /// Compiled once per x86-64 ISA level and picked at load time; `flatten`
 /// inlines the templates above into each clone.
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten)) void run_clone(
+FEWSTEP_ISA_CLONES void run_clone(
     const GroupNormParams& p, int64_t begin, int64_t end) {
   std::vector<float> scratch;
   const bool silu = p.activation == FusedActivation::silu;
