@@ -124,7 +124,8 @@ std::vector<PlannedUnit> plan_units(const SweepOptions& o, const Pipeline& pipe,
                                   {"timestep_spacing", o.timestep_spacing.value_or("")},
                                   {"device", o.rt.device},
                                   {"dtype", o.rt.dtype},
-                                  {"attention", o.rt.attention}};
+                                  {"attention", o.rt.attention},
+                                  {"fusion", o.rt.fusion}};
   const double rows = pipe.conditional() && base.cfg_scale != 1.0 ? 2.0 : 1.0;
   std::map<std::pair<std::string, int64_t>, double> nfe;  // the dry runs, once per setting
   auto cost_of = [&](const GenerateRequest& r) {
