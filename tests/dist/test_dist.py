@@ -139,6 +139,27 @@ class Case:
                 "--samplers", "ddim,euler,dpmpp_2m", "--steps", "4,8,16", "--seeds", "0,1", "--reference", "unipc:40",
                 "--threads", "1", "--dist-timeout", "60", "-q", "--out", out, *extra]
 
+    def batch_args(self, prompt, steps, seed):
+        """The arguments (no --out) of generate -b 4 on the tiny model, kept for same_batch's one-process run;
+        makes the folders one/ (one process) and two/ (2 ranks)."""
+        args = [self.bin, "generate", "--model", os.path.join(self.models, "tiny-blocks"), "-p", prompt, "--steps",
+                str(steps), "-s", str(seed), "-b", "4", "--threads", "1", "-q", "--overwrite", "--dist-timeout", "60"]
+        os.makedirs(self.path("one"))
+        os.makedirs(self.path("two"))
+        self.batch_single = args
+        return args
+
+    def same_batch(self, name, seed):
+        """The 4 images in two/ (written by 2 ranks) equal one process's; returns the 2-rank stats."""
+        run_single(self.batch_single + ["--out", self.path("one", name + ".png")])
+        for k in range(4):
+            f = f"{name}-{seed + k}.png"
+            check(os.path.exists(self.path("two", f)), f"{f} missing (work assigned by LOCAL_RANK?)")
+            check(open(self.path("one", f), "rb").read() == open(self.path("two", f), "rb").read(), f"{f} differs")
+        st = json.load(open(self.path("two", "s.json")))
+        check(st["world_size"] == 2 and st["rank_images"] == [2, 2], f"stats: {st}")
+        return st
+
     # --- cases ---------------------------------------------------------------
     def sweep2(self):
         """2 ranks (own launcher) = 1 process; units cost-balanced, both ranks compute."""
@@ -156,29 +177,15 @@ class Case:
 
     def batch4(self):
         """generate -b 4 on 2 ranks: image k on rank k mod 2, files equal, stats once by rank 0."""
-        model = os.path.join(self.models, "tiny-blocks")
-        base = [self.bin, "generate", "--model", model, "-p", "a cat", "--steps", "3", "-s", "5", "-b", "4",
-                "--threads", "1", "-q", "--overwrite", "--dist-timeout", "60"]
-        os.makedirs(self.path("one"))
-        os.makedirs(self.path("two"))
-        run_single(base + ["--out", self.path("one", "img.png")])
+        base = self.batch_args("a cat", 3, 5)
         launch_ok(base + ["--out", self.path("two", "img.png"), "--stats-json", self.path("two", "s.json")], 2)
-        for k in range(4):
-            f = f"img-{5 + k}.png"
-            check(open(self.path("one", f), "rb").read() == open(self.path("two", f), "rb").read(), f"{f} differs")
-        st = json.load(open(self.path("two", "s.json")))
-        check(st["world_size"] == 2 and st["rank_images"] == [2, 2], f"stats: {st}")
+        st = self.same_batch("img", 5)
         check(st["dist_split"] == "batch", f"stats: {st}")
 
     def batch_two_nodes(self):
         """Two torchrun launchers as two nodes (--nnodes 2, one process each): both have LOCAL_RANK 0, so only
         the global RANK can tell them apart; the 4 images must all be there and equal."""
-        model = os.path.join(self.models, "tiny-blocks")
-        args = [self.bin, "generate", "--model", model, "-p", "a dog", "--steps", "2", "-s", "9", "-b", "4",
-                "--threads", "1", "-q", "--overwrite", "--dist-timeout", "60"]
-        os.makedirs(self.path("one"))
-        os.makedirs(self.path("two"))
-        run_single(args + ["--out", self.path("one", "x.png")])
+        args = self.batch_args("a dog", 2, 9)
         port = dist_launch.free_port()
         env = clean_env()
         procs = []
@@ -196,12 +203,7 @@ class Case:
                     q.kill()
                 fail("two-node torchrun timed out")
             check(p.returncode == 0, f"node launcher failed ({p.returncode}):\n{outs[-1]}")
-        for k in range(4):
-            f = f"x-{9 + k}.png"
-            check(os.path.exists(self.path("two", f)), f"{f} missing (work assigned by LOCAL_RANK?)")
-            check(open(self.path("one", f), "rb").read() == open(self.path("two", f), "rb").read(), f"{f} differs")
-        st = json.load(open(self.path("two", "s.json")))
-        check(st["world_size"] == 2 and st["rank_images"] == [2, 2], f"stats: {st}")
+        self.same_batch("x", 9)
 
     def cfg2(self):
         """--dist-split cfg on 2 ranks: latents within 1e-4 relative of one process (batch 1 against batch 2)."""
