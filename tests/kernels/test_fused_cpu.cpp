@@ -202,5 +202,76 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, FusedGelu, testing::Values(at::kFloat, at::kBFl
                            return std::string(c10::toString(info.param));
                          });
 
+class FusedLayerNorm : public testing::TestWithParam<at::ScalarType> {};
+
+// Rows of 1, 5, 16, 96, 97, 144 and 1100 columns (a single element, vector
+// tails, an exact vector, the embedded model's widths, more than one float
+// block of the sums), 1-D to 3-D, with and without affine parameters, a
+// large mean (variance around the mean), and a strided input (copied).
+TEST_P(FusedLayerNorm, MatchesFloat64) {
+  const at::ScalarType dtype = GetParam();
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  const std::vector<std::vector<int64_t>> shapes = {{3, 1},  {5},          {2, 16},  {3, 37, 96},
+                                                    {1, 97}, {2, 64, 144}, {3, 1100}};
+  for (const std::vector<int64_t>& sizes : shapes) {
+    for (const bool affine : {false, true}) {
+      SCOPED_TRACE(std::to_string(sizes.back()) + " columns" + (affine ? " affine" : ""));
+      const int64_t cols = sizes.back();
+      const at::Tensor x = (at::randn(sizes) * 2.0 + 30.0).to(dtype);
+      const at::Tensor w = affine ? at::randn({cols}).to(dtype) : at::Tensor();
+      const at::Tensor b = affine ? at::randn({cols}).to(dtype) : at::Tensor();
+      const at::Tensor out = fewstep::layer_norm(x, {cols}, w, b, 1e-5);
+      ASSERT_EQ(out.scalar_type(), dtype);
+      const at::Tensor ref = at::layer_norm(x.to(at::kDouble), {cols}, affine ? w.to(at::kDouble) : at::Tensor(),
+                                            affine ? b.to(at::kDouble) : at::Tensor(), 1e-5);
+      const at::Tensor libtorch = at::layer_norm(x, {cols}, w, b, 1e-5);
+      EXPECT_LE(max_abs_error(out, ref), fused_budget(max_abs_error(libtorch, ref), ref, dtype));
+    }
+  }
+  const at::Tensor wide = at::randn({40, 6}).to(dtype);
+  const at::Tensor rows = wide.t();  // [6, 40], rows strided
+  const at::Tensor ref = at::layer_norm(rows.to(at::kDouble), {40}, {}, {}, 1e-6);
+  EXPECT_LE(max_abs_error(fewstep::layer_norm(rows, {40}, {}, {}, 1e-6), ref),
+            fused_budget(max_abs_error(at::layer_norm(rows, {40}, {}, {}, 1e-6), ref), ref, dtype));
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, FusedLayerNorm, testing::Values(at::kFloat, at::kBFloat16),
+                         [](const testing::TestParamInfo<at::ScalarType>& info) {
+                           return std::string(c10::toString(info.param));
+                         });
+
+// residual + x wᵀ + b with and without bias, 2-D and 3-D, batch 1 and 3, odd
+// widths; a broadcasting residual falls back to LibTorch's add.
+TEST(FusedLinearAdd, MatchesFloat64) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  for (const std::vector<int64_t>& lead : {std::vector<int64_t>{1, 1}, {3, 37}, {2, 64}, {7}}) {
+    for (const bool with_bias : {false, true}) {
+      for (const auto& [k, n] : {std::pair<int64_t, int64_t>{5, 3}, {96, 96}, {144, 37}}) {
+        SCOPED_TRACE("rows " + std::to_string(lead.front()) + " k " + std::to_string(k) + " n " + std::to_string(n) +
+                     (with_bias ? " bias" : ""));
+        std::vector<int64_t> xs = lead, rs = lead;
+        xs.push_back(k);
+        rs.push_back(n);
+        const at::Tensor x = at::randn(xs);
+        const at::Tensor w = at::randn({n, k}) * 0.2;
+        const at::Tensor b = with_bias ? at::randn({n}) : at::Tensor();
+        const at::Tensor r = at::randn(rs) * 3.0;
+        const at::Tensor out = fewstep::linear_add(x, w, b, r);
+        const at::Tensor ref = r.to(at::kDouble) + at::linear(x.to(at::kDouble), w.to(at::kDouble),
+                                                              with_bias ? b.to(at::kDouble) : at::Tensor());
+        const at::Tensor libtorch = r + at::linear(x, w, b);
+        ASSERT_EQ(out.sizes(), r.sizes());
+        EXPECT_LE(max_abs_error(out, ref), fused_budget(max_abs_error(libtorch, ref), ref, at::kFloat));
+      }
+    }
+  }
+  const at::Tensor x = at::randn({2, 5, 8});
+  const at::Tensor w = at::randn({4, 8});
+  const at::Tensor r = at::randn({5, 4});  // broadcasts over the batch
+  EXPECT_TRUE(at::allclose(fewstep::linear_add(x, w, {}, r), r + at::linear(x, w)));
+}
+
 }  // namespace
 }  // namespace fewstep::test
