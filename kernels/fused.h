@@ -6,7 +6,6 @@
 //   Tensor fewstep::group_norm_silu(<the same arguments>) -> Tensor fewstep::gelu_(Tensor(a!) x, str
 //   approximate="none") -> Tensor(a!) fewstep::geglu(Tensor x, str approximate="none") -> Tensor
 //   fewstep::linear_add(Tensor x, Tensor weight, Tensor? bias, Tensor residual) -> Tensor
-//   fewstep::layer_norm(Tensor x, int[] normalized_shape, Tensor? weight, Tensor? bias, float eps) -> Tensor
 // The CPU implementations run fewstep's torch-free kernels (kernels/cpu/)
 // for float32 and bfloat16; every other device, dtype or layout runs the
 // same computation with LibTorch's ops, so a rewritten graph stays valid
@@ -82,14 +81,6 @@ at::Tensor conv2d(const at::Tensor& x, const at::Tensor& weight, const std::opti
 at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                       const at::Tensor& residual);
 
-/// LayerNorm (Ba et al. 2016, eq. 4) of x over its last dim: x [..., C]
-/// float32 or bfloat16, normalized_shape = {C}, weight and bias [C] or
-/// absent, eps ≥ 0; a new contiguous tensor of x's shape and dtype. One
-/// torch-free kernel pass per row (mean, variance around it, affine), no
-/// mean/rstd outputs. Other shapes, dtypes and devices run aten::layer_norm.
-at::Tensor layer_norm(const at::Tensor& x, at::IntArrayRef normalized_shape, const std::optional<at::Tensor>& weight,
-                      const std::optional<at::Tensor>& bias, double eps);
-
 /// What the fusion pass rewrote (see rewrite_fusion).
 struct FusionCounts {
   int group_norm = 0;        ///< aten::group_norm → fewstep::group_norm / group_norm_silu
@@ -99,8 +90,7 @@ struct FusionCounts {
   int geglu = 0;             ///< chunk(2, -1) + gelu + mul → fewstep::geglu
   int conv2d = 0;            ///< aten::conv2d → fewstep::conv2d (weights reordered once)
   int linear_add = 0;        ///< aten::add(r, aten::linear(…)) → fewstep::linear_add
-  int layer_norm = 0;        ///< aten::layer_norm → fewstep::layer_norm
-  int total() const { return group_norm + gelu + geglu + conv2d + linear_add + layer_norm; }
+  int total() const { return group_norm + gelu + geglu + conv2d + linear_add; }
 };
 
 /// The TorchScript pass that puts the fused ops into a graph. First inlines
@@ -120,8 +110,7 @@ struct FusionCounts {
 ///    channels-last CPU call's weight reordered for oneDNN once and cached
 ///    (keyed by the weight tensor and its version) instead of every call;
 ///  - aten::add(r, y, 1) or aten::add(y, r, 1) with y = aten::linear(x, w, b)
-///    used nowhere else → fewstep::linear_add(x, w, b, r);
-///  - aten::layer_norm(x, shape, w, b, eps, cudnn) → fewstep::layer_norm(x, shape, w, b, eps).
+///    used nowhere else → fewstep::linear_add(x, w, b, r).
 /// Runs dead-code elimination afterwards. Rewrite before the graph first
 /// runs. The rewritten graph computes the same function: float32 results
 /// differ from LibTorch's by rounding only (tests/kernels/test_fused_*.cpp).

@@ -112,36 +112,6 @@ at::Tensor group_norm_silu_cpu(const at::Tensor& x, int64_t num_groups, const st
   return group_norm_cpu_impl("group_norm_silu", x, num_groups, weight, bias, eps, shift, true);
 }
 
-at::Tensor layer_norm_cpu(const at::Tensor& x_in, at::IntArrayRef normalized_shape,
-                          const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias, double eps) {
-  const std::optional<FusedDtype> dtype = kernel_dtype(x_in);
-  const int64_t cols = normalized_shape.size() == 1 ? normalized_shape[0] : -1;
-  auto fits = [&](const std::optional<at::Tensor>& t) {
-    return !t.has_value() || !t->defined() || (t->dim() == 1 && t->size(0) == cols);
-  };
-  if (!dtype || x_in.dim() < 1 || cols < 1 || x_in.size(-1) != cols || !fits(weight) || !fits(bias) ||
-      x_in.numel() == 0 || !(eps >= 0.0)) {
-    return at::layer_norm(x_in, normalized_shape, weight, bias, eps);
-  }
-  const at::Tensor x = x_in.contiguous();
-  const at::Tensor w = channel_vector(weight);
-  const at::Tensor b = channel_vector(bias);
-  at::Tensor out = at::empty(x.sizes(), x.options());
-  LayerNormParams p;
-  p.x = x.data_ptr();
-  p.out = out.data_ptr();
-  p.weight = w.defined() ? w.data_ptr<float>() : nullptr;
-  p.bias = b.defined() ? b.data_ptr<float>() : nullptr;
-  p.cols = cols;
-  p.rows = x.numel() / cols;
-  p.x_row_stride = cols;
-  p.eps = static_cast<float>(eps);
-  p.dtype = *dtype;
-  const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / cols);
-  at::parallel_for(0, p.rows, grain, [&](int64_t begin, int64_t end) { cpu::layer_norm_forward(p, begin, end); });
-  return out;
-}
-
 void launch_gelu(const GeluParams& p) {
   const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, p.cols));
   at::parallel_for(0, p.rows, grain, [&](int64_t begin, int64_t end) { cpu::gelu_forward(p, begin, end); });
@@ -195,5 +165,4 @@ TORCH_LIBRARY_IMPL(fewstep, CPU, m) {
   m.impl("group_norm_silu", &fewstep::group_norm_silu_cpu);
   m.impl("gelu_", &fewstep::gelu_cpu_);
   m.impl("geglu", &fewstep::geglu_cpu);
-  m.impl("layer_norm", &fewstep::layer_norm_cpu);
 }

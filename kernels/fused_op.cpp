@@ -19,7 +19,6 @@ TORCH_LIBRARY_FRAGMENT(fewstep, m) {
   m.def("gelu_(Tensor(a!) x, str approximate=\"none\") -> Tensor(a!)");
   m.def("geglu(Tensor x, str approximate=\"none\") -> Tensor");
   m.def("linear_add(Tensor x, Tensor weight, Tensor? bias, Tensor residual) -> Tensor");
-  m.def("layer_norm(Tensor x, int[] normalized_shape, Tensor? weight, Tensor? bias, float eps) -> Tensor");
 }
 
 namespace fewstep {
@@ -98,11 +97,6 @@ at::Tensor geglu_any(const at::Tensor& x, std::string_view approximate) {
   return detail::geglu_reference(x, approximate);
 }
 
-at::Tensor layer_norm_any(const at::Tensor& x, at::IntArrayRef normalized_shape,
-                          const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias, double eps) {
-  return at::layer_norm(x, normalized_shape, weight, bias, eps);
-}
-
 /// The body of fewstep::linear_add for every device (see fused.h).
 at::Tensor linear_add_any(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias_opt,
                           const at::Tensor& residual) {
@@ -138,15 +132,6 @@ at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const std::
                              .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
                                                const at::Tensor&)>();
   return op.call(x, weight, bias, residual);
-}
-
-at::Tensor layer_norm(const at::Tensor& x, at::IntArrayRef normalized_shape, const std::optional<at::Tensor>& weight,
-                      const std::optional<at::Tensor>& bias, double eps) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("fewstep::layer_norm", "")
-                             .typed<at::Tensor(const at::Tensor&, at::IntArrayRef, const std::optional<at::Tensor>&,
-                                               const std::optional<at::Tensor>&, double)>();
-  return op.call(x, normalized_shape, weight, bias, eps);
 }
 
 at::Tensor group_norm(const at::Tensor& x, int64_t num_groups, const std::optional<at::Tensor>& weight,
@@ -197,5 +182,4 @@ TORCH_LIBRARY_IMPL(fewstep, CompositeExplicitAutograd, m) {
   m.impl("gelu_", &fewstep::gelu_any_);
   m.impl("geglu", &fewstep::geglu_any);
   m.impl("linear_add", &fewstep::linear_add_any);
-  m.impl("layer_norm", &fewstep::layer_norm_any);
 }

@@ -47,23 +47,6 @@ struct GroupNormParams {
   FusedDtype dtype = FusedDtype::f32;
 };
 
-/// LayerNorm (Ba et al. 2016, eq. 4) over the last dim of each row:
-///   μ, σ²     = mean and biased variance of x[r, :]
-///   out[r, j] = (x[r, j] − μ)/√(σ² + eps) · weight[j] + bias[j]
-/// Rows of x are `x_row_stride` elements apart, rows of out `cols` apart
-/// (contiguous); columns are contiguous.
-struct LayerNormParams {
-  const void* x = nullptr;
-  void* out = nullptr;            ///< may equal x (in place) when x_row_stride == cols
-  const float* weight = nullptr;  ///< [cols], or null for 1
-  const float* bias = nullptr;    ///< [cols], or null for 0
-  int64_t rows = 0;
-  int64_t cols = 0;
-  int64_t x_row_stride = 0;
-  float eps = 1e-5f;
-  FusedDtype dtype = FusedDtype::f32;
-};
-
 /// GELU (Hendrycks & Gimpel 2016): x·Φ(x) with the exact normal CDF
 /// (`approximate = "none"`) or the tanh approximation (`"tanh"`).
 enum class GeluApproximation { none, tanh };

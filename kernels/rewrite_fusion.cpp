@@ -277,26 +277,13 @@ bool try_linear_add(Graph& graph, Node* add, FusionCounts& counts) {
   return false;
 }
 
-/// aten::layer_norm(x, shape, w, b, eps, cudnn_enable) → fewstep::layer_norm(x, shape, w, b, eps).
-bool try_layer_norm(Graph& graph, Node* node, FusionCounts& counts) {
-  if (node->kind() != aten::layer_norm || node->inputs().size() != 6) return false;
-  torch::jit::WithInsertPoint guard(node);
-  Value* fused = graph.insert(fewstep_op("layer_norm"),
-                              {node->input(0), node->input(1), node->input(2), node->input(3), node->input(4)});
-  fused->setType(node->output()->type());
-  node->output()->replaceAllUsesWith(fused);
-  node->destroy();
-  ++counts.layer_norm;
-  return true;
-}
-
 void rewrite_block(Graph& graph, Block* block, FusionCounts& counts) {
   for (auto it = block->nodes().begin(); it != block->nodes().end();) {
     Node* node = *it;
     ++it;  // the rewrites destroy `node` and nodes before it, never later ones
     for (Block* sub : node->blocks()) rewrite_block(graph, sub, counts);
     (void)(try_group_norm(graph, node, counts) || try_gelu(graph, node, counts) || try_geglu(graph, node, counts) ||
-           try_conv(graph, node, counts) || try_linear_add(graph, node, counts) || try_layer_norm(graph, node, counts));
+           try_conv(graph, node, counts) || try_linear_add(graph, node, counts));
   }
 }
 
@@ -308,7 +295,6 @@ void add(FusionCounts& total, const FusionCounts& c) {
   total.geglu += c.geglu;
   total.conv2d += c.conv2d;
   total.linear_add += c.linear_add;
-  total.layer_norm += c.layer_norm;
 }
 
 /// The TorchScript function a prim::CallFunction / prim::CallMethod node calls, or nullptr.

@@ -1,4 +1,4 @@
-// fewstep fused CPU kernels: GroupNorm (+ shift, + SiLU) and LayerNorm; see norm_cpu.h.
+// fewstep fused CPU kernels: GroupNorm (+ shift, + SiLU); see norm_cpu.h.
 //
 // Per group (Wu & He 2018, eq. 1-2), with v = x + shift[c]:
 //   pass 1  μ  = Σ v / n                      (n = channels per group · spatial)
@@ -209,7 +209,8 @@ void run_items(const GroupNormParams& p, int64_t begin, int64_t end, std::vector
 
 /// Compiled once per x86-64 ISA level and picked at load time; `flatten`
 /// inlines the templates above into each clone.
-FEWSTEP_ISA_CLONES void run_clone(const GroupNormParams& p, int64_t begin, int64_t end) {
+FEWSTEP_ISA_CLONES void run_clone(
+    const GroupNormParams& p, int64_t begin, int64_t end) {
   std::vector<float> scratch;
   const bool silu = p.activation == FusedActivation::silu;
   if (p.dtype == FusedDtype::bf16) {
@@ -221,45 +222,7 @@ FEWSTEP_ISA_CLONES void run_clone(const GroupNormParams& p, int64_t begin, int64
   }
 }
 
-/// LayerNorm of rows [begin, end): per row μ (pass 1), σ² around μ (pass
-/// 2), then out = (x − μ)·rstd·w + b (pass 3); the row stays in L1.
-template <typename T>
-void layer_norm_rows(const LayerNormParams& p, int64_t begin, int64_t end) {
-  const double count = static_cast<double>(p.cols);
-  for (int64_t r = begin; r < end; ++r) {
-    const T* x = static_cast<const T*>(p.x) + r * p.x_row_stride;
-    T* out = static_cast<T*>(p.out) + r * p.cols;
-    const auto mean = static_cast<float>(row_sum<T, false>(x, p.cols, 0.0f) / count);
-    const double var = row_sum<T, true>(x, p.cols, mean) / count;
-    const auto rstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(p.eps)));
-    auto f = [&](Vec16 v, int64_t j, int64_t lanes) {
-      Vec16 y = (v - mean) * rstd;
-      if (p.weight != nullptr) y *= lanes == kLanes ? vec::load(p.weight + j) : vec::load_partial(p.weight + j, lanes);
-      if (p.bias != nullptr) y += lanes == kLanes ? vec::load(p.bias + j) : vec::load_partial(p.bias + j, lanes);
-      return y;
-    };
-    int64_t j = 0;
-    for (; j + kLanes <= p.cols; j += kLanes) vec::store(out + j, f(vec::load(x + j), j, kLanes));
-    if (j < p.cols) {
-      const int64_t rest = p.cols - j;
-      vec::store_partial(out + j, f(vec::load_partial(x + j, rest), j, rest), rest);
-    }
-  }
-}
-
-FEWSTEP_ISA_CLONES void layer_norm_clone(const LayerNormParams& p, int64_t begin, int64_t end) {
-  if (p.dtype == FusedDtype::bf16) {
-    layer_norm_rows<Bf16>(p, begin, end);
-  } else {
-    layer_norm_rows<float>(p, begin, end);
-  }
-}
-
 }  // namespace
-
-void layer_norm_forward(const LayerNormParams& p, int64_t row_begin, int64_t row_end) {
-  layer_norm_clone(p, row_begin, row_end);
-}
 
 int64_t group_norm_work_items(const GroupNormParams& p) {
   if (!p.channels_last) return p.batch * p.groups;

@@ -1,6 +1,6 @@
 // fewstep fused CPU kernels: GroupNorm with its neighbours (a per-channel
-// shift before, SiLU after) in one kernel, and LayerNorm over rows.
-// Torch-free: they see only GroupNormParams / LayerNormParams.
+// shift before, SiLU after) in one kernel. Torch-free: it sees only
+// GroupNormParams.
 #pragma once
 
 #include <cstdint>
@@ -28,11 +28,5 @@ int64_t group_norm_work_items(const GroupNormParams& params);
 /// passes over the group, which stays in cache), so the result's error is
 /// a few float32 roundings regardless of the group's size or mean.
 void group_norm_forward(const GroupNormParams& params, int64_t item_begin, int64_t item_end);
-
-/// LayerNorm rows [row_begin, row_end) of `params` (validated by the
-/// caller). Disjoint ranges may run concurrently. Per row: the mean, then
-/// the variance around it (two passes over a row in cache), sums in float
-/// over blocks and double across, as group_norm_forward.
-void layer_norm_forward(const LayerNormParams& params, int64_t row_begin, int64_t row_end);
 
 }  // namespace fewstep::cpu

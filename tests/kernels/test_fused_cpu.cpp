@@ -202,45 +202,6 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, FusedGelu, testing::Values(at::kFloat, at::kBFl
                            return std::string(c10::toString(info.param));
                          });
 
-class FusedLayerNorm : public testing::TestWithParam<at::ScalarType> {};
-
-// Rows of 1, 5, 16, 96, 97, 144 and 1100 columns (a single element, vector
-// tails, an exact vector, the embedded model's widths, more than one float
-// block of the sums), 1-D to 3-D, with and without affine parameters, a
-// large mean (variance around the mean), and a strided input (copied).
-TEST_P(FusedLayerNorm, MatchesFloat64) {
-  const at::ScalarType dtype = GetParam();
-  const uint64_t seed = test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  const std::vector<std::vector<int64_t>> shapes = {{3, 1},  {5},          {2, 16},  {3, 37, 96},
-                                                    {1, 97}, {2, 64, 144}, {3, 1100}};
-  for (const std::vector<int64_t>& sizes : shapes) {
-    for (const bool affine : {false, true}) {
-      SCOPED_TRACE(std::to_string(sizes.back()) + " columns" + (affine ? " affine" : ""));
-      const int64_t cols = sizes.back();
-      const at::Tensor x = (at::randn(sizes) * 2.0 + 30.0).to(dtype);
-      const at::Tensor w = affine ? at::randn({cols}).to(dtype) : at::Tensor();
-      const at::Tensor b = affine ? at::randn({cols}).to(dtype) : at::Tensor();
-      const at::Tensor out = fewstep::layer_norm(x, {cols}, w, b, 1e-5);
-      ASSERT_EQ(out.scalar_type(), dtype);
-      const at::Tensor ref = at::layer_norm(x.to(at::kDouble), {cols}, affine ? w.to(at::kDouble) : at::Tensor(),
-                                            affine ? b.to(at::kDouble) : at::Tensor(), 1e-5);
-      const at::Tensor libtorch = at::layer_norm(x, {cols}, w, b, 1e-5);
-      EXPECT_LE(max_abs_error(out, ref), fused_budget(max_abs_error(libtorch, ref), ref, dtype));
-    }
-  }
-  const at::Tensor wide = at::randn({40, 6}).to(dtype);
-  const at::Tensor rows = wide.t();  // [6, 40], rows strided
-  const at::Tensor ref = at::layer_norm(rows.to(at::kDouble), {40}, {}, {}, 1e-6);
-  EXPECT_LE(max_abs_error(fewstep::layer_norm(rows, {40}, {}, {}, 1e-6), ref),
-            fused_budget(max_abs_error(at::layer_norm(rows, {40}, {}, {}, 1e-6), ref), ref, dtype));
-}
-
-INSTANTIATE_TEST_SUITE_P(Dtypes, FusedLayerNorm, testing::Values(at::kFloat, at::kBFloat16),
-                         [](const testing::TestParamInfo<at::ScalarType>& info) {
-                           return std::string(c10::toString(info.param));
-                         });
-
 // residual + x wᵀ + b with and without bias, 2-D and 3-D, batch 1 and 3, odd
 // widths; a broadcasting residual falls back to LibTorch's add.
 TEST(FusedLinearAdd, MatchesFloat64) {
