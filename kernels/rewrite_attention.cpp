@@ -382,7 +382,7 @@ bool try_fold_heads(Graph& graph, Node* merge) {
     split[i] = *s;
   }
   // One H and one D for all three; D = C // H with C = q's channels; each
-  // split's seq is its own, its batch its own or q's.
+  // split's seq is its own (or, for k and v, the other's), its batch its own or q's.
   Value* q = split[0].x;
   Value* heads = split[0].heads;
   Value* head_dim = split[0].dim;
@@ -391,8 +391,12 @@ bool try_fold_heads(Graph& graph, Node* merge) {
       !is_size_of(floordiv->input(0), q, 2, 3)) {
     return false;
   }
-  for (const HeadSplit& s : split) {
-    if (!same_value(s.heads, heads) || !same_value(s.dim, head_dim) || !is_size_of(s.seq, s.x, 1, 3)) return false;
+  for (int i = 0; i < 3; ++i) {
+    const HeadSplit& s = split[i];
+    // k and v share seq_k (models often reshape v with k's length).
+    const bool own_seq = is_size_of(s.seq, s.x, 1, 3) ||
+                         (i > 0 && (is_size_of(s.seq, split[1].x, 1, 3) || is_size_of(s.seq, split[2].x, 1, 3)));
+    if (!same_value(s.heads, heads) || !same_value(s.dim, head_dim) || !own_seq) return false;
     if (!is_size_of(s.batch, s.x, 0, 3) && !is_size_of(s.batch, q, 0, 3)) return false;
   }
   // The merge's target: q's own [B, Sq, C].

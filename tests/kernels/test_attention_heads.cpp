@@ -127,7 +127,7 @@ def forward(self, q, k, v):
     v = v.reshape(b, lk, heads, d).transpose(1, 2)
     pad = (8 - d % 8) % 8
     if pad > 0:
-        q = torch.pad(q, [0, pad], "constant", None) * math.sqrt((d + pad) / d)
+        q = torch.pad(q, [0, pad], "constant", None) * torch.sqrt((d + pad) / d)
         k = torch.pad(k, [0, pad], "constant", None)
         v = torch.pad(v, [0, pad], "constant", None)
     o = torch.scaled_dot_product_attention(q, k, v)
@@ -160,7 +160,7 @@ def forward(self, q, k, v):
     q = q.view([b, lq, self.heads, d]).transpose(2, 1)
     k = k.view([k.size(0), k.size(1), self.heads, d]).transpose(1, 2)
     v = v.view([v.size(0), v.size(1), self.heads, d]).transpose(1, 2)
-    o = torch.scaled_dot_product_attention(q, k, v, scale=1.0 / math.sqrt(d))
+    o = torch.scaled_dot_product_attention(q, k, v, scale=1.0 / torch.sqrt(d))
     return o.transpose(1, 2).reshape(b, lq, c)
 )",
      true, 1.0},

@@ -185,8 +185,8 @@ TEST(RewriteFusionModel, EmbeddedUnet) {
   EXPECT_EQ(occurrences(graph, "aten::gelu"), 0) << graph;
   EXPECT_EQ(occurrences(graph, "fewstep::conv2d"), 36) << graph;
   EXPECT_EQ(occurrences(graph, "aten::conv2d"), 0) << graph;
-  EXPECT_EQ(counts.linear_add, 21);  // the three residuals of each of the 7 transformer blocks
-  EXPECT_EQ(occurrences(graph, "fewstep::linear_add"), 21) << graph;
+  EXPECT_GE(counts.linear_add, 21);  // counted in every method the pass rewrote
+  EXPECT_EQ(occurrences(graph, "fewstep::linear_add"), 21) << graph;  // 3 residuals × 7 transformer blocks
   // Every attention with its head split, padding and merge folded in.
   EXPECT_EQ(occurrences(graph, "fewstep::attention_heads"), 14) << graph;
   for (const char* gone : {"aten::scaled_dot_product_attention", "aten::pad", "fewstep::attention("}) {
