@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -35,8 +36,9 @@ struct AttentionError : std::runtime_error {
 ///
 /// q: [B·H, seq_q, d] or [B, H, seq_q, d]; k and v: [B·H, seq_k, d] or
 /// [B, H, seq_k, d] with q's leading dims. Any strides, but the last dim must
-/// be contiguous. d is at most 256 (the kernels take multiples of 8; other
-/// d are zero-padded to one, which costs copies); seq_k ≥ 1.
+/// be contiguous. d is at most 256 (the CUDA kernels take multiples of 8:
+/// other d are zero-padded to one there, which costs copies; the CPU kernel
+/// takes any d); seq_k ≥ 1.
 /// dtype: float32 or bfloat16 on CPU (bfloat16 computed in float32); float16,
 /// bfloat16 or float32 on CUDA (all three the same).
 /// scale: usually 1/√d. Returns a new tensor shaped like q (contiguous, q's dtype).
@@ -47,12 +49,38 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 /// strides) and returning it. Every element of `out` is overwritten.
 at::Tensor& attention_out(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale, at::Tensor& out);
 
+/// Multi-head attention on [B, S, C] rows (Vaswani et al. 2017, eq. 4-5 without
+/// the projections): for each head h of `heads`, the columns
+/// [h·d, (h+1)·d) of q, k and v (d = C / heads) are attended as attention()
+/// does, and written to the same columns of the result. This is
+///   attention(q.view(B, Sq, H, d).transpose(1, 2), …).transpose(1, 2).reshape(B, Sq, C)
+/// without the copies: q, k, v are read in place (any strides with a
+/// contiguous last dim, e.g. chunks of one fused qkv projection), the
+/// result is written once. Calls through the dispatcher (op
+/// `fewstep::attention_heads(Tensor q, Tensor k, Tensor v, int heads,
+/// float? scale=None) -> Tensor`).
+///
+/// q: [B, Sq, C]; k, v: [B, Sk, C]; heads divides C; dtypes and devices as
+/// attention(). scale: default 1/√d. Returns a new contiguous [B, Sq, C]
+/// tensor (q's dtype). Throws AttentionError (one line) when a constraint fails.
+at::Tensor attention_heads(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads,
+                           std::optional<double> scale = std::nullopt);
+
 /// Rewrites attention in a TorchScript graph into fewstep::attention:
 ///  - aten::scaled_dot_product_attention with attn_mask None, dropout_p 0,
 ///    is_causal False and enable_gqa False (scale None becomes 1/√d);
 ///  - the explicit pattern softmax((q @ kᵀ) · s, dim=-1) @ v, written with
 ///    matmul or bmm, kᵀ as transpose(k, -2, -1) (or (1, 2) under bmm), the
-///    scale as a multiply, a divide or baddbmm(…, beta=0, alpha=s), or absent.
+///    scale as a multiply, a divide or baddbmm(…, beta=0, alpha=s), or absent;
+///  - first, the multi-head form around an SDPA of the first kind into
+///    fewstep::attention_heads: q, k, v [B, S, C] each reshaped to
+///    [B, S, H, d] (B and S their own sizes, or q's batch; d = C // H) and
+///    transposed (1, 2), the output transposed (1, 2) and reshaped to q's
+///    [B, Sq, C]; optionally with the head-dim padding of tools/emoji/model.py
+///    and tools/export/unet.py (`if pad > 0:` q, k, v zero-padded to d + pad,
+///    q multiplied by √((d + pad)/d), the output sliced back to d under the
+///    same condition), which the op makes unnecessary (its scale is 1/√d
+///    either way).
 /// Intermediates used elsewhere block the rewrite of that instance. Runs
 /// dead-code elimination afterwards. Returns how many attentions were rewritten.
 /// Rewrite before the graph first runs (executors cache optimised plans).

@@ -26,8 +26,9 @@ void check_attention_inputs(const at::Tensor& q, const at::Tensor& k, const at::
 
 /// The op body shared by both backends: checks the inputs and `out`
 /// (q's shape, dtype and device), fills AttentionParams and calls `launch`.
-/// Head dims that are not a multiple of 8 are zero-padded to one (copies of
-/// q, k, v and the output; the result is unchanged, see the .cpp).
+/// On CUDA, head dims that are not a multiple of 8 are zero-padded to one
+/// (copies of q, k, v and the output; the result is unchanged, see the
+/// .cpp); the CPU kernel takes any head dim as it is.
 /// When `out` (or, on CUDA with fp16/bf16, an input) does not suit the
 /// kernel's layout — last dim not contiguous, rows not 16-byte aligned — it
 /// works on a contiguous copy and copies the result into `out`.

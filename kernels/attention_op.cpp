@@ -5,7 +5,9 @@
 
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <cmath>
 #include <cstdint>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -15,6 +17,7 @@
 TORCH_LIBRARY(fewstep, m) {
   m.def("attention(Tensor q, Tensor k, Tensor v, float scale) -> Tensor");
   m.def("attention.out(Tensor q, Tensor k, Tensor v, float scale, *, Tensor(a!) out) -> Tensor(a!)");
+  m.def("attention_heads(Tensor q, Tensor k, Tensor v, int heads, float? scale=None) -> Tensor");
 }
 
 namespace fewstep {
@@ -183,8 +186,8 @@ at::Tensor& attention_out_impl(const at::Tensor& q, const at::Tensor& k, const a
   check_out(q, out);
   if (q.numel() == 0) return out;
   const int64_t head_dim = q.size(-1);
-  if (head_dim % kHeadDimMultiple != 0) {
-    // The kernels take head dims in multiples of 8. Zero columns change no
+  if (head_dim % kHeadDimMultiple != 0 && backend != AttentionBackend::cpu) {
+    // The CUDA kernels take head dims in multiples of 8 (the CPU kernel any). Zero columns change no
     // score (q·k sums over d) and give zero output columns, so the padded
     // problem's first head_dim output columns are the answer; `scale` is
     // explicit and unaffected. Costs one copy of q, k, v and out.
@@ -247,6 +250,56 @@ at::Tensor& attention_out(const at::Tensor& q, const at::Tensor& k, const at::Te
   return op.call(q, k, v, scale, out);
 }
 
+namespace {
+
+[[noreturn]] void fail_heads(const std::string& constraint) {
+  throw AttentionError("fewstep::attention_heads: " + constraint);
+}
+
+/// `t` [B, S, C] viewed as its heads [B, heads, S, C/heads] (no copy; a
+/// contiguous copy first when its last dim is strided).
+at::Tensor split_heads(const at::Tensor& t, int64_t heads) {
+  const at::Tensor rows = t.stride(-1) == 1 ? t : t.contiguous();
+  return rows.view({rows.size(0), rows.size(1), heads, rows.size(2) / heads}).transpose(1, 2);
+}
+
+/// The body of fewstep::attention_heads for every device: views in, one
+/// fewstep::attention.out call writing straight into the [B, Sq, C] result.
+at::Tensor attention_heads_any(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads,
+                               std::optional<double> scale) {
+  for (const auto& [t, name] : {std::pair{&q, "q"}, std::pair{&k, "k"}, std::pair{&v, "v"}}) {
+    if (!t->defined()) fail_heads(std::string(name) + " is an undefined tensor");
+    if (t->dim() != 3) fail_heads(std::string(name) + " must be 3-D [B, seq, C], got shape " + shape_of(*t));
+  }
+  if (heads < 1 || q.size(2) % heads != 0) {
+    fail_heads("heads " + std::to_string(heads) + " does not divide q's " + std::to_string(q.size(2)) + " channels");
+  }
+  for (const auto& [t, name] : {std::pair{&k, "k"}, std::pair{&v, "v"}}) {
+    if (t->size(0) != q.size(0) || t->size(2) != q.size(2)) {
+      fail_heads(std::string(name) + " has shape " + shape_of(*t) + " but q has " + shape_of(q) +
+                 "; batch and channels must match");
+    }
+  }
+  const int64_t head_dim = q.size(2) / heads;
+  at::Tensor out = at::empty(q.sizes(), q.options());
+  at::Tensor out_heads = out.view({q.size(0), q.size(1), heads, head_dim}).transpose(1, 2);
+  attention_out(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads),
+                scale.value_or(1.0 / std::sqrt(static_cast<double>(head_dim))), out_heads);
+  return out;
+}
+
+}  // namespace
+
+at::Tensor attention_heads(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads,
+                           std::optional<double> scale) {
+  if (!q.defined()) fail_heads("q is an undefined tensor");
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("fewstep::attention_heads", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, std::optional<double>)>();
+  return op.call(q, k, v, heads, scale);
+}
+
 AttentionMode parse_attention_mode(std::string_view text) {
   if (text == "native") return AttentionMode::native;
   if (text == "fused") return AttentionMode::fused;
@@ -256,3 +309,7 @@ AttentionMode parse_attention_mode(std::string_view text) {
 std::string to_string(AttentionMode mode) { return mode == AttentionMode::native ? "native" : "fused"; }
 
 }  // namespace fewstep
+
+// The head split and merge are views around fewstep::attention.out, whose
+// CPU and CUDA kernels run inside; one implementation serves every device.
+TORCH_LIBRARY_IMPL(fewstep, CompositeExplicitAutograd, m) { m.impl("attention_heads", &fewstep::attention_heads_any); }

@@ -32,7 +32,7 @@ struct AttentionParams {
   int64_t heads = 0;
   int64_t seq_q = 0;
   int64_t seq_k = 0;
-  int64_t head_dim = 0;  ///< a multiple of 8, at most kMaxHeadDim
+  int64_t head_dim = 0;  ///< at most kMaxHeadDim; a multiple of 8 for the CUDA kernels (any for the CPU one)
 
   int64_t q_batch_stride = 0, q_head_stride = 0, q_row_stride = 0;
   int64_t k_batch_stride = 0, k_head_stride = 0, k_row_stride = 0;
@@ -45,7 +45,7 @@ struct AttentionParams {
 
 /// Largest head dim the kernels accept.
 inline constexpr int64_t kMaxHeadDim = 256;
-/// Head dims must be a multiple of this (16-byte rows for fp16/bf16 vector loads).
+/// CUDA head dims must be a multiple of this (16-byte rows for fp16/bf16 vector loads).
 inline constexpr int64_t kHeadDimMultiple = 8;
 
 }  // namespace fewstep

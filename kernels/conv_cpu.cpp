@@ -8,8 +8,13 @@
 // (LibTorch's own mkldnn_prepacked::conv2d_prepack context, which also
 // holds the primitive's settings) in a cache keyed by the weight tensor and
 // its version counter, so a weight changed in place or freed is never
-// served stale. Everything else (1×1 kernels, where LibTorch's GEMM path is
-// faster; other layouts, dtypes, devices; autograd) runs aten::conv2d.
+// served stale. A channels-last float32 1×1 convolution with stride 1 and
+// no padding is a matrix product of the pixels' channel rows with the
+// weight, [N·H·W, Cin] · [Cin, Cout] (+ bias): it runs as one at::addmm
+// (at::mm) writing straight into the channels-last output, where
+// aten::conv2d would take its slow-convolution path for small batches
+// (`use_mkldnn` in ConvUtils). Everything else (other layouts, dtypes,
+// devices; autograd) runs aten::conv2d.
 // Not a torch-free kernel: the arithmetic is oneDNN's, as in LibTorch.
 #include <torch/library.h>
 
@@ -73,6 +78,34 @@ at::Tensor conv2d_any(const at::Tensor& x, const at::Tensor& weight, const std::
   return at::conv2d(x, weight, bias, stride, padding, dilation, groups);
 }
 
+/// The 1×1 case (see the top of the file), or nothing when it does not apply.
+std::optional<at::Tensor> pointwise_conv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                         at::IntArrayRef stride, at::IntArrayRef padding, int64_t groups) {
+  const bool ones = stride.size() == 2 && stride[0] == 1 && stride[1] == 1 && padding.size() == 2 && padding[0] == 0 &&
+                    padding[1] == 0;
+  if (!ones || groups != 1 || x.dim() != 4 || weight.dim() != 4 || weight.size(2) != 1 || weight.size(3) != 1 ||
+      x.size(1) != weight.size(1) || x.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat ||
+      (bias.defined() && (bias.scalar_type() != at::kFloat || bias.numel() != weight.size(0))) ||
+      !x.is_contiguous(at::MemoryFormat::ChannelsLast) || x.numel() == 0) {
+    return std::nullopt;
+  }
+  const int64_t rows = x.size(0) * x.size(2) * x.size(3);
+  const int64_t cin = x.size(1);
+  const int64_t cout = weight.size(0);
+  at::Tensor out =
+      at::empty({x.size(0), cout, x.size(2), x.size(3)}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  // Channels-last storage is [N, H, W, C] row-major: the pixels' channel rows.
+  const at::Tensor x_rows = x.as_strided({rows, cin}, {cin, 1});
+  at::Tensor out_rows = out.as_strided({rows, cout}, {cout, 1});
+  const at::Tensor w = weight.reshape({cout, cin}).t();
+  if (bias.defined()) {
+    at::addmm_out(out_rows, bias.reshape({cout}), x_rows, w);
+  } else {
+    at::mm_out(out_rows, x_rows, w);
+  }
+  return out;
+}
+
 at::Tensor conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias_opt,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   static const c10::OperatorHandle* prepack = prepacked_op("mkldnn_prepacked::conv2d_prepack");
@@ -86,7 +119,14 @@ at::Tensor conv2d_cpu(const at::Tensor& x, const at::Tensor& weight, const std::
                        weight.is_contiguous(at::MemoryFormat::ChannelsLast) && !weight.is_contiguous() &&
                        !(at::GradMode::is_enabled() &&
                          (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad())));
-  if (!applies) return conv2d_any(x, weight, bias_opt, stride, padding, dilation, groups);
+  if (!applies) {
+    const bool no_grad = !(at::GradMode::is_enabled() &&
+                           (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad())));
+    if (no_grad) {
+      if (std::optional<at::Tensor> out = pointwise_conv(x, weight, bias, stride, padding, groups)) return *out;
+    }
+    return conv2d_any(x, weight, bias_opt, stride, padding, dilation, groups);
+  }
 
   std::vector<int64_t> key_values = x.sizes().vec();
   for (at::IntArrayRef list : {stride, padding, dilation})

@@ -5,6 +5,7 @@
 //   fewstep::group_norm(Tensor x, int num_groups, Tensor? weight, Tensor? bias, float eps, Tensor? shift=None) ->
 //   Tensor fewstep::group_norm_silu(<the same arguments>) -> Tensor fewstep::gelu_(Tensor(a!) x, str
 //   approximate="none") -> Tensor(a!) fewstep::geglu(Tensor x, str approximate="none") -> Tensor
+//   fewstep::linear_add(Tensor x, Tensor weight, Tensor? bias, Tensor residual) -> Tensor
 // The CPU implementations run fewstep's torch-free kernels (kernels/cpu/)
 // for float32 and bfloat16; every other device, dtype or layout runs the
 // same computation with LibTorch's ops, so a rewritten graph stays valid
@@ -67,6 +68,19 @@ at::Tensor geglu(const at::Tensor& x, std::string_view approximate);
 at::Tensor conv2d(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
 
+/// `residual + linear(x, weight, bias)` (the transformer block's residual
+/// `h = h + proj(a)`) without the linear's separate output: for matching
+/// shapes the sum is formed in the result, `out = residual + bias`, and the
+/// matrix product is accumulated into it (at::addmm with beta = 1; without
+/// bias one at::addmm from `residual`). One allocation and one pass over
+/// the result fewer than linear then add; the sum's terms are added in
+/// another order (float32 rounding only). x: [..., K]; weight: [N, K];
+/// bias: [N] or absent; residual: x's leading dims × N, x's dtype and
+/// device; anything else (broadcasting, dtype promotion) runs
+/// `residual + aten::linear(x, weight, bias)` as written. Any device.
+at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                      const at::Tensor& residual);
+
 /// What the fusion pass rewrote (see rewrite_fusion).
 struct FusionCounts {
   int group_norm = 0;        ///< aten::group_norm → fewstep::group_norm / group_norm_silu
@@ -75,7 +89,8 @@ struct FusionCounts {
   int gelu = 0;              ///< aten::gelu on a fresh matmul output → fewstep::gelu_
   int geglu = 0;             ///< chunk(2, -1) + gelu + mul → fewstep::geglu
   int conv2d = 0;            ///< aten::conv2d → fewstep::conv2d (weights reordered once)
-  int total() const { return group_norm + gelu + geglu + conv2d; }
+  int linear_add = 0;        ///< aten::add(r, aten::linear(…)) → fewstep::linear_add
+  int total() const { return group_norm + gelu + geglu + conv2d + linear_add; }
 };
 
 /// The TorchScript pass that puts the fused ops into a graph. First inlines
@@ -93,7 +108,9 @@ struct FusionCounts {
 ///    intermediate used only there → fewstep::geglu(y);
 ///  - aten::conv2d → fewstep::conv2d: the same convolution, with a float32
 ///    channels-last CPU call's weight reordered for oneDNN once and cached
-///    (keyed by the weight tensor and its version) instead of every call.
+///    (keyed by the weight tensor and its version) instead of every call;
+///  - aten::add(r, y, 1) or aten::add(y, r, 1) with y = aten::linear(x, w, b)
+///    used nowhere else → fewstep::linear_add(x, w, b, r).
 /// Runs dead-code elimination afterwards. Rewrite before the graph first
 /// runs. The rewritten graph computes the same function: float32 results
 /// differ from LibTorch's by rounding only (tests/kernels/test_fused_*.cpp).

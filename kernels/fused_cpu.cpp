@@ -33,6 +33,7 @@ std::optional<FusedDtype> kernel_dtype(const at::Tensor& t) {
 /// A per-channel vector as float32 contiguous, or undefined.
 at::Tensor channel_vector(const std::optional<at::Tensor>& t) {
   if (!t.has_value() || !t->defined()) return {};
+  if (t->scalar_type() == at::kFloat && t->is_contiguous()) return *t;  // a module's parameter: used as it is
   return t->reshape({-1}).to(at::kFloat).contiguous();
 }
 
@@ -48,6 +49,9 @@ at::Tensor per_channel_shift(const at::Tensor& x, const at::Tensor& shift) {
   if ((padded[0] != 1 && padded[0] != n) || (padded[1] != 1 && padded[1] != c)) return {};
   for (size_t d = 2; d < padded.size(); ++d) {
     if (padded[d] != 1) return {};
+  }
+  if (padded[0] == n && padded[1] == c && shift.scalar_type() == at::kFloat && shift.is_contiguous()) {
+    return shift;  // already [N, C] float32 rows (a Linear's output viewed as [N, C, 1, 1])
   }
   return shift.reshape({padded[0], padded[1]}).expand({n, c}).to(at::kFloat).contiguous();
 }

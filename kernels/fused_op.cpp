@@ -18,6 +18,7 @@ TORCH_LIBRARY_FRAGMENT(fewstep, m) {
       "Tensor");
   m.def("gelu_(Tensor(a!) x, str approximate=\"none\") -> Tensor(a!)");
   m.def("geglu(Tensor x, str approximate=\"none\") -> Tensor");
+  m.def("linear_add(Tensor x, Tensor weight, Tensor? bias, Tensor residual) -> Tensor");
 }
 
 namespace fewstep {
@@ -96,7 +97,42 @@ at::Tensor geglu_any(const at::Tensor& x, std::string_view approximate) {
   return detail::geglu_reference(x, approximate);
 }
 
+/// The body of fewstep::linear_add for every device (see fused.h).
+at::Tensor linear_add_any(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias_opt,
+                          const at::Tensor& residual) {
+  const at::Tensor bias = bias_opt.has_value() ? *bias_opt : at::Tensor();
+  const bool fits = x.dim() >= 2 && weight.dim() == 2 && x.size(-1) == weight.size(1) && residual.dim() == x.dim() &&
+                    residual.size(-1) == weight.size(0) &&
+                    residual.sizes().slice(0, x.dim() - 1) == x.sizes().slice(0, x.dim() - 1) &&
+                    residual.scalar_type() == x.scalar_type() && weight.scalar_type() == x.scalar_type() &&
+                    residual.device() == x.device() && weight.device() == x.device() &&
+                    (!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0) &&
+                                         bias.scalar_type() == x.scalar_type() && bias.device() == x.device())) &&
+                    residual.numel() > 0;
+  if (!fits) return at::add(residual, at::linear(x, weight, bias_opt));
+  const int64_t n = weight.size(0);
+  const at::Tensor rows = x.reshape({-1, x.size(-1)});
+  at::Tensor out = at::empty(residual.sizes(), residual.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor out_rows = out.view({-1, n});
+  if (bias.defined()) {
+    at::add_out(out, residual, bias);
+    out_rows.addmm_(rows, weight.t());
+  } else {
+    at::addmm_out(out_rows, residual.reshape({-1, n}), rows, weight.t());
+  }
+  return out;
+}
+
 }  // namespace
+
+at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                      const at::Tensor& residual) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("fewstep::linear_add", "")
+                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                               const at::Tensor&)>();
+  return op.call(x, weight, bias, residual);
+}
 
 at::Tensor group_norm(const at::Tensor& x, int64_t num_groups, const std::optional<at::Tensor>& weight,
                       const std::optional<at::Tensor>& bias, double eps, const std::optional<at::Tensor>& shift,
@@ -145,4 +181,5 @@ TORCH_LIBRARY_IMPL(fewstep, CompositeExplicitAutograd, m) {
   m.impl("group_norm_silu", &fewstep::group_norm_silu_any);
   m.impl("gelu_", &fewstep::gelu_any_);
   m.impl("geglu", &fewstep::geglu_any);
+  m.impl("linear_add", &fewstep::linear_add_any);
 }

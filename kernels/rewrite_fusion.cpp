@@ -1,5 +1,5 @@
 // fewstep fused ops: the TorchScript pass that puts fewstep::group_norm(_silu),
-// fewstep::gelu_ and fewstep::geglu where a model computes them with
+// fewstep::gelu_, fewstep::geglu, fewstep::conv2d and fewstep::linear_add where a model computes them with
 // separate LibTorch ops (see rewrite_fusion in kernels/fused.h).
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/api/module.h>
@@ -253,13 +253,37 @@ bool try_conv(Graph& graph, Node* node, FusionCounts& counts) {
   return true;
 }
 
+/// aten::add(r, y, 1) (either order) with y = aten::linear(x, w, b) used
+/// only there → fewstep::linear_add(x, w, b, r), visited at the add.
+bool try_linear_add(Graph& graph, Node* add, FusionCounts& counts) {
+  if (add->kind() != aten::add || add->inputs().size() != 3 || !is_constant(add->input(2), 1.0)) return false;
+  for (int i = 0; i < 2; ++i) {
+    Value* y = add->input(i);
+    Value* r = add->input(1 - i);
+    Node* linear = y->node();
+    if (linear->kind() != aten::linear || linear->inputs().size() != 3 || !only_use_is(y, add) || r == y ||
+        !r->type()->cast<c10::TensorType>()) {
+      continue;
+    }
+    torch::jit::WithInsertPoint guard(add);
+    Value* fused = graph.insert(fewstep_op("linear_add"), {linear->input(0), linear->input(1), linear->input(2), r});
+    fused->setType(add->output()->type());
+    add->output()->replaceAllUsesWith(fused);
+    add->destroy();
+    linear->destroy();
+    ++counts.linear_add;
+    return true;
+  }
+  return false;
+}
+
 void rewrite_block(Graph& graph, Block* block, FusionCounts& counts) {
   for (auto it = block->nodes().begin(); it != block->nodes().end();) {
     Node* node = *it;
     ++it;  // the rewrites destroy `node` and nodes before it, never later ones
     for (Block* sub : node->blocks()) rewrite_block(graph, sub, counts);
     (void)(try_group_norm(graph, node, counts) || try_gelu(graph, node, counts) || try_geglu(graph, node, counts) ||
-           try_conv(graph, node, counts));
+           try_conv(graph, node, counts) || try_linear_add(graph, node, counts));
   }
 }
 
@@ -270,6 +294,7 @@ void add(FusionCounts& total, const FusionCounts& c) {
   total.gelu += c.gelu;
   total.geglu += c.geglu;
   total.conv2d += c.conv2d;
+  total.linear_add += c.linear_add;
 }
 
 /// The TorchScript function a prim::CallFunction / prim::CallMethod node calls, or nullptr.

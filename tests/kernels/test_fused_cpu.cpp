@@ -202,5 +202,37 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, FusedGelu, testing::Values(at::kFloat, at::kBFl
                            return std::string(c10::toString(info.param));
                          });
 
+// residual + x wᵀ + b with and without bias, 2-D and 3-D, batch 1 and 3, odd
+// widths; a broadcasting residual falls back to LibTorch's add.
+TEST(FusedLinearAdd, MatchesFloat64) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  for (const std::vector<int64_t>& lead : {std::vector<int64_t>{1, 1}, {3, 37}, {2, 64}, {7}}) {
+    for (const bool with_bias : {false, true}) {
+      for (const auto& [k, n] : {std::pair<int64_t, int64_t>{5, 3}, {96, 96}, {144, 37}}) {
+        SCOPED_TRACE("rows " + std::to_string(lead.front()) + " k " + std::to_string(k) + " n " + std::to_string(n) +
+                     (with_bias ? " bias" : ""));
+        std::vector<int64_t> xs = lead, rs = lead;
+        xs.push_back(k);
+        rs.push_back(n);
+        const at::Tensor x = at::randn(xs);
+        const at::Tensor w = at::randn({n, k}) * 0.2;
+        const at::Tensor b = with_bias ? at::randn({n}) : at::Tensor();
+        const at::Tensor r = at::randn(rs) * 3.0;
+        const at::Tensor out = fewstep::linear_add(x, w, b, r);
+        const at::Tensor ref = r.to(at::kDouble) + at::linear(x.to(at::kDouble), w.to(at::kDouble),
+                                                              with_bias ? b.to(at::kDouble) : at::Tensor());
+        const at::Tensor libtorch = r + at::linear(x, w, b);
+        ASSERT_EQ(out.sizes(), r.sizes());
+        EXPECT_LE(max_abs_error(out, ref), fused_budget(max_abs_error(libtorch, ref), ref, at::kFloat));
+      }
+    }
+  }
+  const at::Tensor x = at::randn({2, 5, 8});
+  const at::Tensor w = at::randn({4, 8});
+  const at::Tensor r = at::randn({5, 4});  // broadcasts over the batch
+  EXPECT_TRUE(at::allclose(fewstep::linear_add(x, w, {}, r), r + at::linear(x, w)));
+}
+
 }  // namespace
 }  // namespace fewstep::test

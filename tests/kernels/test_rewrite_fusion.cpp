@@ -55,6 +55,8 @@ torch::jit::Module make_block(const FusionCase& c) {
   block.register_module("norm2", make_norm(1e-6));
   block.register_parameter("w1", at::randn({15, 38}) * 0.3, false);
   block.register_parameter("w2", at::randn({19, 11}) * 0.3, false);
+  block.register_parameter("w3", at::randn({15, 15}) * 0.3, false);
+  block.register_parameter("b3", at::randn({15}), false);
   block.define(c.source);
   return block;
 }
@@ -96,6 +98,20 @@ def forward(self, x, emb):
      {.group_norm = 1, .group_norm_silu = 1, .group_norm_shift = 1},
      {"fewstep::group_norm_silu"},
      {"aten::add"}},
+    {"TransformerResiduals",
+     R"(
+def forward(self, x, emb):
+    t = x.flatten(2).transpose(1, 2)
+    h = t + torch.linear(t, self.w3, self.b3)
+    h = torch.linear(h, self.w3, None) + h
+    s = h + torch.linear(h, self.w3, self.b3) * 2.0
+    lin = torch.linear(s, self.w3, self.b3)
+    u = s + lin + lin
+    return u.transpose(1, 2).reshape(x.shape), 0
+)",
+     {.linear_add = 2},
+     {"fewstep::linear_add", "aten::linear", "aten::add"},
+     {}},
 };
 
 class RewriteFusion : public testing::TestWithParam<FusionCase> {};
@@ -117,6 +133,7 @@ TEST_P(RewriteFusion, SameOutputAndTheOpsAppear) {
   EXPECT_EQ(occurrences(graph, "fewstep::group_norm_silu"), c.expected.group_norm_silu) << graph;
   EXPECT_EQ(occurrences(graph, "fewstep::gelu_"), c.expected.gelu) << graph;
   EXPECT_EQ(occurrences(graph, "fewstep::geglu"), c.expected.geglu) << graph;
+  EXPECT_EQ(occurrences(graph, "fewstep::linear_add"), c.expected.linear_add) << graph;
   EXPECT_GE(counts.group_norm_shift, c.expected.group_norm_shift);
   for (const char* op : c.present) EXPECT_NE(graph.find(op), std::string::npos) << op << "\n" << graph;
   for (const char* op : c.absent) EXPECT_EQ(graph.find(op), std::string::npos) << op << "\n" << graph;
@@ -140,7 +157,8 @@ INSTANTIATE_TEST_SUITE_P(Patterns, RewriteFusion, testing::ValuesIn(kCases),
 /// attention) and run channels-last as the pipeline runs it on the CPU:
 /// every GroupNorm is fused (23 with their SiLU, 11 of those with the
 /// timestep shift), every GELU runs in place, every convolution through
-/// fewstep::conv2d, and the prediction matches the unrewritten UNet within
+/// fewstep::conv2d, every transformer residual through fewstep::linear_add,
+/// every attention through fewstep::attention_heads, and the prediction matches the unrewritten UNet within
 /// the float32 budget. LibTorch's own error is taken as the larger of its
 /// NCHW and channels-last runs: oneDNN sums in a different order per layout.
 TEST(RewriteFusionModel, EmbeddedUnet) {
@@ -167,6 +185,13 @@ TEST(RewriteFusionModel, EmbeddedUnet) {
   EXPECT_EQ(occurrences(graph, "aten::gelu"), 0) << graph;
   EXPECT_EQ(occurrences(graph, "fewstep::conv2d"), 36) << graph;
   EXPECT_EQ(occurrences(graph, "aten::conv2d"), 0) << graph;
+  EXPECT_GE(counts.linear_add, 21);  // counted in every method the pass rewrote
+  EXPECT_EQ(occurrences(graph, "fewstep::linear_add"), 21) << graph;  // 3 residuals × 7 transformer blocks
+  // Every attention with its head split, padding and merge folded in.
+  EXPECT_EQ(occurrences(graph, "fewstep::attention_heads"), 14) << graph;
+  for (const char* gone : {"aten::scaled_dot_product_attention", "aten::pad", "fewstep::attention("}) {
+    EXPECT_EQ(occurrences(graph, gone), 0) << gone << "\n" << graph;
+  }
 
   const at::Tensor x = at::randn({1, 3, 32, 32});  // batch 1: the float64 reference is the test's cost
   const at::Tensor t = at::tensor({124.0f});
