@@ -4,6 +4,7 @@
 
 #include "cli/common.h"
 #include "eval/sweep.h"
+#include "samplers/registry.h"
 
 namespace fewstep::cli {
 namespace {
@@ -11,7 +12,7 @@ namespace {
 struct SweepCliOptions {
   SharedFlags f;
   std::string prompts_file, seeds = "0";
-  std::string parallel, reference, out;
+  std::string parallel, reference, out, tolerances;
   bool quiet = false;
 };
 
@@ -36,7 +37,9 @@ void run_sweep_command(const SweepCliOptions& c) {
   o.prompts = c.prompts_file.empty() ? std::vector<std::string>{f.prompt} : read_prompts(c.prompts_file);
   o.negative_prompt = f.negative_prompt;
   o.samplers = parse_list("--samplers", f.sampler);
-  o.steps = parse_int_list("--steps", f.steps);
+  // Adaptive samplers (dpm_adaptive) sweep --tolerances instead of --steps.
+  if (!f.steps.empty()) o.steps = parse_int_list("--steps", f.steps);
+  if (!c.tolerances.empty()) o.tolerances = parse_real_list("--tolerances", c.tolerances);
   o.seeds.clear();
   for (int64_t s : parse_int_list("--seeds", c.seeds)) {
     if (s < 0) throw std::invalid_argument("--seeds: must be non-negative, got " + std::to_string(s));
@@ -54,7 +57,10 @@ void run_sweep_command(const SweepCliOptions& c) {
   SweepResult r;
   cleaning_new_folder_on_error(o.out, [&] {
     check_sweep_options(o);  // before the model loads
-    const int64_t total = int64_t(o.prompts.size() * o.seeds.size() * (o.samplers.size() * o.steps.size() + 1));
+    int64_t per_seed = 1;  // the reference, then each sampler's steps (adaptive: tolerances)
+    for (const std::string& name : o.samplers)
+      per_seed += int64_t(find_sampler(name).adaptive ? std::max<size_t>(1, o.tolerances.size()) : o.steps.size());
+    const int64_t total = int64_t(o.prompts.size() * o.seeds.size()) * per_seed;
     ProgressBar bar("sweep", total, !c.quiet && stderr_is_tty());
     r = run_sweep(o, [&bar](int64_t done, int64_t) { bar.update(done); });
     bar.finish();
@@ -74,6 +80,8 @@ void register_sweep_command(CLI::App& app) {
   cmd->add_option("--prompts", o->prompts_file, "file with one prompt per line (instead of --prompt)");
   cmd->add_option("--seeds", o->seeds, "comma-separated seeds")->capture_default_str();
   cmd->add_option("--parallel", o->parallel, "Picard-parallel sampling for the swept runs: picard:window=P,tol=T");
+  cmd->add_option("--tolerances", o->tolerances,
+                  "comma-separated rtol values: the axis of adaptive samplers (dpm_adaptive) instead of --steps");
   cmd->add_option("--reference", o->reference,
                   "SAMPLER:STEPS (default: the exact solution for analytic models, else unipc:250)");
   cmd->add_option("--out,-o", o->out, "output folder (created; its sweep files are replaced)")->required();

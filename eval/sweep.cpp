@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <set>
 #include <sstream>
@@ -39,6 +40,13 @@ int64_t parse_int(const std::string& flag, const std::string& item) {
   }
   if (used == 0 || used != item.size()) throw std::invalid_argument(flag + ": '" + item + "' is not an integer");
   return v;
+}
+
+// %g: "0.05", "1e-05".
+std::string format_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
 }
 
 std::vector<uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
@@ -134,6 +142,23 @@ std::vector<int64_t> parse_int_list(const std::string& flag, const std::string& 
   return out;
 }
 
+std::vector<double> parse_real_list(const std::string& flag, const std::string& text) {
+  std::vector<double> out;
+  for (const std::string& item : parse_list(flag, text)) {
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || !std::isfinite(v))
+      throw std::invalid_argument(flag + ": '" + item + "' is not a number");
+    out.push_back(v);
+  }
+  return out;
+}
+
 SweepReference parse_reference(const std::string& text) {
   const auto colon = text.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
@@ -165,11 +190,26 @@ void check_sweep_options(SweepOptions& o) {
   };
   drop_repeats(o.samplers);
   drop_repeats(o.steps);
+  drop_repeats(o.tolerances);
   drop_repeats(o.seeds);
   drop_repeats(o.prompts);
-  if (o.steps.empty()) throw std::invalid_argument("--steps: the list is empty");
+  const bool all_adaptive =
+      std::all_of(o.samplers.begin(), o.samplers.end(), [](const auto& n) { return find_sampler(n).adaptive; });
+  if (o.steps.empty() && !all_adaptive) throw std::invalid_argument("--steps: the list is empty");
   for (int64_t s : o.steps)
     if (s < 1) throw std::invalid_argument("--steps: must be at least 1, got " + std::to_string(s));
+  for (double t : o.tolerances)
+    if (!(t > 0)) throw std::invalid_argument("--tolerances: must be above 0, got " + std::to_string(t));
+  if (!o.tolerances.empty() &&
+      std::none_of(o.samplers.begin(), o.samplers.end(), [](const auto& n) { return find_sampler(n).adaptive; }))
+    throw std::invalid_argument("--tolerances: no swept sampler is adaptive (e.g. dpm_adaptive)");
+  for (double t : o.tolerances)
+    for (const std::string& name : o.samplers)
+      if (find_sampler(name).adaptive) try {
+          resolve_sampler_options(find_sampler(name), {{"rtol", std::to_string(t)}});
+        } catch (const SamplerError& e) {
+          throw std::invalid_argument(std::string("--tolerances: ") + e.what());
+        }
   if (o.seeds.empty()) throw std::invalid_argument("--seeds: the list is empty");
   if (o.prompts.empty()) o.prompts.push_back("");
   if (!o.reference.empty()) parse_reference(o.reference);
@@ -222,6 +262,34 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress) {
     return r;
   };
 
+  // Each sampler's axis: its step counts, or for an adaptive sampler its
+  // tolerances (rtol; steps are ignored by it and requested as 1).
+  struct Setting {
+    int64_t steps;
+    std::optional<double> rtol;
+  };
+  auto settings_of = [&](const std::string& sampler) {
+    std::vector<Setting> out;
+    if (find_sampler(sampler).adaptive) {
+      if (o.tolerances.empty()) out.push_back({1, std::nullopt});
+      for (double t : o.tolerances) out.push_back({1, t});
+    } else {
+      for (int64_t n : o.steps) out.push_back({n, std::nullopt});
+    }
+    return out;
+  };
+  auto request_at = [&](const std::string& sampler, const Setting& st, bool with_picard) {
+    GenerateRequest r = request_for(sampler, st.steps, with_picard);
+    if (st.rtol) r.sampler_options["rtol"] = format_number(*st.rtol);
+    return r;
+  };
+  int64_t runs_per_seed = 1;  // the reference
+  size_t columns = 0;         // of the contact sheet, before the reference's
+  for (const std::string& s : o.samplers) {
+    runs_per_seed += int64_t(settings_of(s).size());
+    columns = std::max(columns, settings_of(s).size());
+  }
+
   SweepResult res;
   if (!o.reference.empty()) res.reference = parse_reference(o.reference);
   const std::optional<NoisePoint> exact =
@@ -229,25 +297,24 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress) {
   if (!exact && o.reference.empty()) res.reference = {"unipc", 250};
   // Every request is checked before any work.
   for (const std::string& s : o.samplers)
-    for (int64_t n : o.steps) pipe->check(request_for(s, n, true));
+    for (const Setting& st : settings_of(s)) pipe->check(request_at(s, st, true));
   if (!exact) pipe->check(request_for(res.reference.sampler, res.reference.steps, false));
 
-  const int64_t per_seed = int64_t(o.samplers.size() * o.steps.size()) + 1;
-  const int64_t total = int64_t(o.prompts.size() * o.seeds.size()) * per_seed;
+  const int64_t total = int64_t(o.prompts.size() * o.seeds.size()) * runs_per_seed;
   int64_t done = 0;
   const std::vector<int64_t> shape = pipe->sample_shape(base.width, base.height);
-  const int64_t fewest_steps = *std::min_element(o.steps.begin(), o.steps.end());
+  const Setting first_setting = settings_of(o.samplers.front()).front();
   std::optional<double> flops_per_row;
   {
     const Conditioning first = pipe->encode(o.prompts.front(), o.negative_prompt);
     // Warm-up, untimed: first calls allocate, load kernels and tune, which
     // would inflate the first row's wall_ms.
-    GenerateRequest r = request_for(o.samplers.front(), fewest_steps, true);
+    GenerateRequest r = request_at(o.samplers.front(), first_setting, true);
     r.seed = o.seeds.front();
     pipe->generate(first, r);
     // FLOPs per UNet batch row: they depend on the size and the model only (not on
     // the prompt, the sampler or the steps), so one profiled call serves every row.
-    flops_per_row = unet_flops_per_row(*pipe, first, request_for(o.samplers.front(), fewest_steps, false));
+    flops_per_row = unet_flops_per_row(*pipe, first, request_at(o.samplers.front(), first_setting, false));
   }
   std::vector<std::pair<std::filesystem::path, std::vector<uint8_t>>> outputs;
   for (size_t pi = 0; pi < o.prompts.size(); ++pi) {
@@ -269,15 +336,18 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress) {
       if (progress) progress(++done, total);
       std::vector<Image> tiles;
       for (const std::string& sampler : o.samplers) {
-        for (int64_t steps : o.steps) {
-          GenerateRequest r = request_for(sampler, steps, true);
+        const SamplerInfo& info = find_sampler(sampler);
+        size_t tile = 0;
+        for (const Setting& st : settings_of(sampler)) {
+          GenerateRequest r = request_at(sampler, st, true);
           r.seed = seed;
           r.init_noise = noise;
           const GenerateResult g = pipe->generate(cond, r);
           SweepRow row;
           row.prompt = prompt;
           row.sampler = sampler;
-          row.steps = steps;
+          row.steps = info.adaptive ? 0 : st.steps;
+          if (info.adaptive) row.rtol = resolve_sampler_options(info, r.sampler_options).real("rtol");
           row.seed = seed;
           row.nfe = g.stats.nfe;
           row.stochastic = draws_step_noise(r);
@@ -289,17 +359,30 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress) {
           row.psnr_db = psnr_db(row.rmse, 1.0);
           row.ssim = ssim(g.image, ref.image);
           res.rows.push_back(row);
-          tiles.push_back(g.image);
+          tiles.push_back(g.image);  // an adaptive sampler's tolerances fill the columns in order
+          ++tile;
           if (progress) progress(++done, total);
         }
+        for (; tile < columns; ++tile) tiles.push_back(Image{});
         tiles.push_back(ref.image);
       }
       std::vector<std::string> cols;
-      for (int64_t steps : o.steps) cols.push_back(std::to_string(steps));
+      for (size_t k = 0; k < columns; ++k) cols.push_back(k < o.steps.size() ? std::to_string(o.steps[k]) : "");
       cols.push_back("ref");
       const std::string title = (prompt.empty() ? std::string("(no prompt)") : "\"" + prompt + "\"") + "  seed " +
                                 std::to_string(seed) + "  columns: steps; ref = " + res.reference.describe();
-      const Canvas sheet = draw_contact_sheet(o.samplers, cols, tiles, ref.image.width, ref.image.height, title);
+      std::vector<std::string> row_labels;
+      for (const std::string& sampler : o.samplers) {
+        std::string label = sampler;
+        if (find_sampler(sampler).adaptive) {
+          label += " (rtol";
+          for (const Setting& st : settings_of(sampler))
+            label += " " + (st.rtol ? format_number(*st.rtol) : std::string("default"));
+          label += ")";
+        }
+        row_labels.push_back(label);
+      }
+      const Canvas sheet = draw_contact_sheet(row_labels, cols, tiles, ref.image.width, ref.image.height, title);
       outputs.emplace_back(o.out / sheet_name(o, pi, seed), canvas_png(sheet, title));
     }
   }

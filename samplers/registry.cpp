@@ -9,8 +9,18 @@ const std::vector<SamplerInfo>& sampler_registry() {
       ddim_sampler(),       ddpm_sampler(),     euler_sampler(),    euler_ancestral_sampler(),
       heun_sampler(),       dpmpp_2m_sampler(), dpmpp_3m_sampler(), dpmpp_2m_sde_sampler(),
       dpm_solver_sampler(), unipc_sampler(),    lcm_sampler(),
+      pndm_sampler(), plms_sampler(), ipndm_sampler(), ipndm_v_sampler(), deis_sampler(), lms_sampler(),
+      dpmpp_2s_ancestral_sampler(), tcd_sampler(), dpm_adaptive_sampler(),
   };
   return registry;
+}
+
+std::optional<std::string> diffusers_twin(const SamplerInfo& info) {
+  const std::string suffix = "Scheduler";
+  for (const auto& alias : info.aliases)
+    if (alias.size() > suffix.size() && alias.compare(alias.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return alias;
+  return std::nullopt;
 }
 
 const SamplerInfo& find_sampler(const std::string& name) {

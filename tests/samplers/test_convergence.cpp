@@ -34,6 +34,11 @@
 //    The last step is not corrected (no model call follows it): its local
 //    error O(h³) is also within O(h³).
 //  - dpm_solver order 2 (singlestep; groups of 2 intervals): 2.
+//  - deis solver_order 3 (uniform λ = uniform log ρ, its Lagrange variable): 3.
+//  - lms order 4 (Karras sigmas, smooth in its variable σ/α): at least 3.5.
+//  - dpmpp_2s_ancestral with eta 0 (DPM-Solver++(2S), uniform λ): 2.
+// plms and ipndm (fixed Adams–Bashforth weights, which assume equal steps in
+// their variable ρ = σ/α) are measured on equal ρ steps below.
 #include "sampler_test_util.h"
 
 #include <gtest/gtest.h>
@@ -76,7 +81,9 @@ TEST(ConvergenceOrder, SlopesMatchTheory) {
       Case{"heun", {}, 2.0},
       Case{"dpmpp_2m", {{"lower_order_final", "false"}}, 2.0, true},
       Case{"unipc", {{"solver_type", "bh2"}, {"solver_order", "2"}, {"lower_order_final", "false"}}, 3.0, true},
-      Case{"dpm_solver", {{"solver_order", "2"}, {"lower_order_final", "false"}}, 2.0, true}};
+      Case{"dpm_solver", {{"solver_order", "2"}, {"lower_order_final", "false"}}, 2.0, true},
+      Case{"deis", {{"solver_order", "3"}, {"lower_order_final", "false"}}, 3.0, true},
+      Case{"dpmpp_2s_ancestral", {{"eta", "0"}}, 2.0, true}};
   auto model = make_analytic_model("analytic:gaussian");
   for (const Case& c : cases) {
     std::vector<double> err;
@@ -100,6 +107,81 @@ TEST(ConvergenceOrder, SlopesMatchTheory) {
     std::string detail;
     for (size_t i = 0; i < err.size(); ++i) detail += " " + std::to_string(taken[i]) + ":" + std::to_string(err[i]);
     EXPECT_NEAR(order, c.order, 0.3) << c.sampler << " errors" << detail;
+  }
+}
+
+// lms (variable-step Adams–Bashforth up to order 4) on Karras sigmas: at
+// least 3.5. The Karras spacing is smooth in σ/α (ρ-th power of a uniform
+// grid); the first three steps are of orders 1..3, but their steps are the
+// largest in σ/α and far from the data scale, where the ODE is nearly linear
+// in σ/α.
+TEST(ConvergenceOrder, LmsIsFourthOrder) {
+  auto model = make_analytic_model("analytic:gaussian");
+  std::vector<double> err;
+  std::vector<int64_t> taken;
+  for (int64_t n : {16, 32, 64, 128}) {
+    const SamplerOptions o = {{"final_sigmas_type", "sigma_min"}, {"sigma_spacing", "karras"}, {"order", "4"}};
+    const test::Run r = test::run_sampler(*model, {.sampler = "lms", .steps = n, .options = o, .exact_levels = true});
+    const int64_t steps = r.schedule.steps();
+    const at::Tensor exact =
+        model->ode_solution(r.x_start, test::point(r.schedule, 0), test::point(r.schedule, steps));
+    err.push_back(test::rms(r.x - exact));
+    taken.push_back(steps);
+  }
+  const double order = fitted_order(taken, err);
+  EXPECT_GE(order, 3.5) << "errors " << err[0] << " " << err[1] << " " << err[2] << " " << err[3];
+}
+
+// plms and ipndm: 4th-order Adams–Bashforth in ρ = σ/α with fixed weights,
+// so the grid has equal ρ steps (user-given sigmas), from the highest training
+// noise down to the final point at sigma_min. "After warm-up" is the order of
+// the multistep phase: the final sample against the exact solution started
+// from the sampler's own sample at point 4 (after the three lower-order
+// steps and the first 4th-order step, which still combines point 0's
+// output). The whole run's order is what the warm-up leaves: ipndm's first
+// step is Euler (local error O(h²)), so the run is 2nd order; plms starts
+// with an improved Euler step and an Adams–Bashforth 2 step (local O(h³)), so
+// the run is 3rd order.
+TEST(ConvergenceOrder, PlmsAndIpndmAreFourthOrderAfterWarmUp) {
+  auto model = make_analytic_model("analytic:gaussian");
+  const SchedulerConfig cfg = model->scheduler_config();
+  const at::Tensor ac = training_alphas_cumprod(cfg);
+  const double rho_max = std::sqrt((1 - ac[-1].item<double>()) / ac[-1].item<double>());
+  const double rho_min = std::sqrt((1 - ac[0].item<double>()) / ac[0].item<double>());
+  struct Expect {
+    std::string sampler;
+    double whole;  // the run's order, what the warm-up leaves
+  };
+  for (const Expect& e : {Expect{"plms", 3.0}, Expect{"ipndm", 2.0}}) {
+    std::vector<double> whole, after;
+    std::vector<int64_t> taken;
+    for (int64_t n : {64, 128, 256, 512}) {
+      // n equal steps in ρ: n points from rho_max, the last step ends at rho_min (the final point).
+      std::string sigmas;
+      for (int64_t i = 0; i < n; ++i)
+        sigmas += (i ? "," : "") + std::to_string(rho_max - (rho_max - rho_min) * double(i) / double(n));
+      const SamplerOptions o = {{"final_sigmas_type", "sigma_min"}, {"sigmas", sigmas}};
+      const SamplerInfo& info = find_sampler(e.sampler);
+      const ResolvedOptions resolved = resolve_sampler_options(info, o);
+      const Schedule sc = make_schedule(cfg, info, n, resolved);
+      ASSERT_EQ(sc.steps(), n);
+      auto denoiser = make_model_denoiser(model->model_fn(), cfg);
+      const at::Tensor noise = test::unit_noise(*model, 2, 1, at::kDouble);
+      at::Tensor x4;
+      const StepCallback keep = [&](int64_t i, int64_t, const at::Tensor& x) {
+        if (i == 3) x4 = x.clone();
+      };
+      const at::Tensor x = sample(info, sc, *denoiser, noise, resolved, 7, keep, {}, nullptr);
+      const at::Tensor x_start = noise * initial_noise_scale(sc);
+      whole.push_back(test::rms(x - model->ode_solution(x_start, test::point(sc, 0), test::point(sc, n))));
+      after.push_back(test::rms(x - model->ode_solution(x4, test::point(sc, 4), test::point(sc, n))));
+      taken.push_back(n);
+    }
+    std::string detail;
+    for (size_t i = 0; i < taken.size(); ++i)
+      detail += " " + std::to_string(taken[i]) + ":" + std::to_string(whole[i]) + "/" + std::to_string(after[i]);
+    EXPECT_NEAR(fitted_order(taken, after), 4.0, 0.3) << e.sampler << " whole/after warm-up" << detail;
+    EXPECT_NEAR(fitted_order(taken, whole), e.whole, 0.3) << e.sampler << " whole/after warm-up" << detail;
   }
 }
 
@@ -137,13 +219,18 @@ TEST(FinalJump, ReturnsTheDenoisedLastPointWithAFixedBias) {
 }
 
 // Every sampler's last step to sigma 0 returns the denoiser's x0 at the last
-// point (LCM returns its consistency function there instead).
+// point, except: lcm (its consistency function there); pndm, plms and lms,
+// whose last step combines earlier outputs as every other step does
+// (diffusers' PNDMScheduler and LMSDiscreteScheduler, k-diffusion's lms);
+// and dpm_adaptive, which reports no intermediate point (its own test
+// checks its end).
 TEST(FinalJump, EverySamplerEndsOnTheDenoisedLastPoint) {
   auto model = make_analytic_model("analytic:gaussian:shape=2x4x4");
   for (const SamplerInfo& info : sampler_registry()) {
-    if (info.name == "lcm") continue;
+    if (info.name == "lcm" || info.name == "pndm" || info.name == "plms" || info.name == "lms" || info.adaptive)
+      continue;
     const SchedulerConfig cfg = model->scheduler_config();
-    const ResolvedOptions resolved = resolve_sampler_options(info, {});
+    const ResolvedOptions resolved = resolve_sampler_options(info, {{"final_sigmas_type", "zero"}});
     const Schedule sc = make_schedule(cfg, info, 6, resolved);
     const int64_t n = sc.steps();
     auto denoiser = make_model_denoiser(model->model_fn(), cfg);
@@ -158,6 +245,40 @@ TEST(FinalJump, EverySamplerEndsOnTheDenoisedLastPoint) {
                                                       at::full({2}, last.sigma, at::kDouble));
     EXPECT_LT((x - expected).abs().max().item<double>(), 1e-10) << info.name;
   }
+}
+
+}  // namespace
+}  // namespace fewstep
+
+namespace fewstep {
+namespace {
+
+// dpm_adaptive: its error against the exact solution falls as rtol falls,
+// and it spends more NFE to get there (Lu et al. 2022 §4: the local error
+// per step is held near rtol·|x|). atol is set far below, so rtol governs.
+TEST(DpmAdaptive, ErrorFallsWithTheTolerance) {
+  auto model = make_analytic_model("analytic:gaussian");
+  std::vector<double> err;
+  std::vector<int64_t> nfe;
+  std::string detail;
+  for (const std::string rtol : {"0.1", "0.01", "0.001", "0.0001"}) {
+    const SamplerOptions o = {{"final_sigmas_type", "sigma_min"}, {"rtol", rtol}, {"atol", "1e-9"}};
+    const test::Run r = test::run_sampler(*model, {.sampler = "dpm_adaptive", .steps = 1, .options = o});
+    const at::Tensor exact = model->ode_solution(r.x_start, test::point(r.schedule, 0),
+                                                 test::point(r.schedule, r.schedule.steps()));
+    err.push_back(test::rms(r.x - exact));
+    nfe.push_back(r.stats.nfe);
+    detail += " rtol " + rtol + ": NFE " + std::to_string(r.stats.nfe) + " error " + std::to_string(err.back());
+  }
+  for (size_t k = 1; k < err.size(); ++k) {
+    EXPECT_LT(err[k], err[k - 1]) << detail;
+    EXPECT_GT(nfe[k], nfe[k - 1]) << detail;
+  }
+  // With the final point at sigma 0 it ends at the training sigma_min and
+  // returns the denoiser's x0 there: one more NFE.
+  const test::Run z = test::run_sampler(
+      *model, {.sampler = "dpm_adaptive", .steps = 1, .options = {{"rtol", "0.01"}, {"atol", "1e-9"}}});
+  EXPECT_EQ(z.stats.nfe, nfe[1] + 1) << detail;
 }
 
 }  // namespace
