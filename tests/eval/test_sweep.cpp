@@ -271,7 +271,7 @@ TEST(SweepCsv, QuotesPromptsAndWritesInfinitePsnr) {
   r.psnr_db = std::numeric_limits<double>::infinity();
   r.ssim = 1;
   const std::string csv = format_results_csv({r});
-  EXPECT_EQ(csv.substr(csv.find('\n') + 1), "\"a \"\"red\"\", apple\",ddim,4,0,4,0,,1.5,0,0,inf,1\n");
+  EXPECT_EQ(csv.substr(csv.find('\n') + 1), "\"a \"\"red\"\", apple\",ddim,4,0,4,0,,1.5,0,0,inf,1,\n");
   r.unet_flops = 123456789012.0;
   const std::string with_flops = format_results_csv({r});
   EXPECT_NE(with_flops.find(",0,123456789012,1.5,"), std::string::npos) << with_flops;
@@ -378,6 +378,9 @@ TEST(SweepArguments, CommandLineErrors) {
       {"--samplers ''", "--samplers: the list is empty"},
       {"--samplers ddim,bogus", "--samplers: unknown sampler 'bogus'"},
       {"--samplers ddim --steps 2,-1", "--steps: must be at least 1"},
+      {"--samplers ddim --tolerances 0.1", "--tolerances: no swept sampler is adaptive"},
+      {"--samplers dpm_adaptive --tolerances 0.1,x", "--tolerances: 'x' is not a number"},
+      {"--samplers dpm_adaptive --tolerances 0.1,-1", "--tolerances: must be above 0"},
       {"--samplers ddim", "--out: cannot create folder /dev/null/x"},
   };
   for (const auto& [args, want] : cases) {

@@ -41,7 +41,7 @@
 //     point; fewstep drops such points (schedule compared without them);
 //   - single_zero_length_step: 1 step from sigma_min to sigma_min, which fewstep
 //     refuses with a one-line error (the test expects that refusal);
-//   - unipc_karras_one_step: diffusers' UniPC ends 1 Karras step at sigma_max.
+//   - karras_one_step: diffusers' UniPC and DEIS end 1 Karras step at sigma_max.
 // Where diffusers is wrong on one step only, the oracle corrects that step and
 // says so in a `note` printed here: UniPC bh1's last step (B(h) = h = inf times
 // a zero residual, NaN; the UniP-1 limit x0 is expected) and DDPM fixed_large's

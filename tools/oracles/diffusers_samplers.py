@@ -14,7 +14,8 @@ Exit status: 0 on success, 77 when torch or diffusers cannot be imported (the
 ctest fixture maps 77 to "skipped"; under FEWSTEP_REQUIRE_ORACLES=1, as in CI,
 that is 1 instead: see oracle_env.py), 1 on any other error.
 
-The case list is drawn from `random.Random(seed)` (default seed below) and
+Each sampler's cases are drawn from `random.Random(f"{seed}/{sampler}")`
+(default seed below), so they do not depend on the other samplers, and are
 printed, one line per case, so a failing case can be regenerated and read.
 
 Coordinates. fewstep's samplers run on x_t = alpha_t*x0 + sigma_t*eps
@@ -144,7 +145,8 @@ def _schedule_points(sched, cls):
     return ts, sigmas
 
 
-DPM_FAMILY = {"DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "UniPCMultistepScheduler"}
+DPM_FAMILY = {"DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "UniPCMultistepScheduler",
+              "DEISMultistepScheduler"}
 
 
 def _repeated_integer_timesteps(sched, cls, config, timesteps):
@@ -408,14 +410,18 @@ def comparison_scope(case, result):
                         "last -1 (read as timestep 0), so its Karras/exponential range ends at the training "
                         "sigma_min; fewstep's trailing yields exactly N (schedule.h), its range ends at the Nth "
                         "timestep: the sigmas differ, fewstep's run must only be finite")
-    if (cls == "UniPCMultistepScheduler" and n == 1 and cfg.get("use_karras_sigmas")
-            and cfg.get("final_sigmas_type") == "sigma_min"):
-        # diffusers' UniPC takes the last Karras sigma as sigma_min: at 1 step
-        # that is sigma_max itself, a zero-length step.
+    if n == 1 and ((cls == "UniPCMultistepScheduler" and cfg.get("use_karras_sigmas")
+                    and cfg.get("final_sigmas_type") == "sigma_min")
+                   or (cls == "DEISMultistepScheduler"
+                       and (cfg.get("use_karras_sigmas") or cfg.get("use_exponential_sigmas")))):
+        # diffusers' UniPC and DEIS take the last Karras (DEIS: or exponential)
+        # sigma as the final one: at 1 step that is sigma_max itself, a
+        # zero-length step.
         result["sigmas"][-1] = train_sigma_min
-        return "schedule", ("unipc_karras_one_step: diffusers' UniPC ends a Karras schedule at its last Karras "
-                            "sigma, at 1 step sigma_max itself (a zero-length step); fewstep ends at the training "
-                            "sigma_min (the same point at every other step count): the schedule's point 0 is compared")
+        return "schedule", ("karras_one_step: diffusers' UniPC/DEIS end a Karras or exponential schedule at its "
+                            "last sigma, at 1 step sigma_max itself (a zero-length step); fewstep ends at the "
+                            "training sigma_min (the same point at every other step count): the schedule's point 0 "
+                            "is compared")
     ks = [math.inf if k == "inf" else k for k in result["sigmas"]]
     if n == 1 and None not in ks and 0 < ks[0] <= ks[-1] * (1 + 1e-9):
         return "refused", ("single_zero_length_step: the only step goes from sigma_min to sigma_min (diffusers "
@@ -445,21 +451,19 @@ def comparison_scope(case, result):
         return "schedule", ("trailing_arange_extra_step: diffusers' trailing spacing yields N+1 timesteps for "
                             "this T and N (numpy float arange; the last is -1); fewstep yields exactly N "
                             "(schedule.h), so only the first N timesteps are compared")
-    if cls == "PNDMScheduler":
+    if cls in ("DDIMScheduler", "PNDMScheduler"):
         ts = [int(t) for t in result["timesteps"]]
         if not ddim_prev_timesteps_agree(ts, cfg["num_train_timesteps"], n):
-            return "schedule", ("pndm_prev_timestep: diffusers' PNDMScheduler steps to t - T//N (and its first "
-                                "step back from t + T//N), fewstep to the next schedule entry; the two differ for "
-                                "this spacing and step count")
-    if cls == "DDIMScheduler":
-        ts = [int(t) for t in result["timesteps"]]
-        if not ddim_prev_timesteps_agree(ts, case["diffusers_config"]["num_train_timesteps"], n):
             if _zero_length_last_step(result["sigmas"]):
                 # fewstep may also drop the repeated final point: its schedule then
                 # matches the alternative's (compared as a schedule only, too).
                 alt, _, _ = _drop_zero_length_step(case, result)
                 alt["compare"] = "schedule"
                 result["alternative"] = alt
+            if cls == "PNDMScheduler":
+                return "schedule", ("pndm_prev_timestep: diffusers' PNDMScheduler steps to t - T//N (and its first "
+                                    "step back from t + T//N), fewstep to the next schedule entry; the two differ "
+                                    "for this spacing and step count")
             return "schedule", ("ddim_prev_timestep: diffusers' DDIMScheduler.step steps to t - T//N, fewstep "
                                 "to the next schedule entry (issue 3: 'the next timestep always comes from the "
                                 "schedule array'); the two differ for this spacing and step count")
@@ -569,12 +573,14 @@ def main(argv=None):
         print(f"diffusers_samplers: unknown sampler(s) {unknown}; valid: {list(entries)}", file=sys.stderr)
         return 1
     modules = _modules({entries[n][0] for n in names})
-    rng = random.Random(args.seed)
     start = time.time()
     cases = []
     print(f"diffusers_samplers: seed {args.seed}, {args.cases_per_sampler} cases per sampler, "
           f"diffusers {diffusers.__version__}, torch {torch.__version__}")
     for sampler in names:
+        # One stream per sampler: its cases do not depend on which other
+        # samplers run, nor in which order.
+        rng = random.Random(f"{args.seed}/{sampler}")
         for i in range(args.cases_per_sampler):
             case = make_case(rng, sampler, i, entries[sampler])
             result, x_final = run_case(case, modules)
