@@ -1,18 +1,29 @@
 #!/usr/bin/env python3
-"""diffusers as a peer oracle for fewstep's samplers (issue 3, "Against a peer").
+"""diffusers as a peer oracle for fewstep's samplers (issues 3 and 15).
 
 Generates random scheduler configurations for every fewstep sampler that has
 a diffusers twin, runs diffusers' scheduler on them with a deterministic toy
 model (diffusers_harness.toy_model) in float64, and writes one JSON file that
-tests/samplers_peer reads to run fewstep on the same cases.
+tests/samplers_peer reads to run fewstep on the same cases through sample().
+The peer list comes from the registry (`fewstep samplers --json`, see
+peer_list): every sampler whose aliases name a diffusers scheduler class,
+plus peer_configs.SAMPLERS' other configurations of such a class; the random
+configurations come from peer_configs.py.
+
+The noise is the runtime's: the seed's generator draws the unit noise
+(float32) and then each step's noise (float64), as fewstep's sample() does;
+diffusers starts where sample() does (the unit noise times sqrt(α0² + σ0²) in
+x = α·x0 + σ·ε units) and its noise draws get the step noise.
 
 Usage:
-  diffusers_samplers.py --out cases.json [--seed S] [--cases-per-sampler K]
+  diffusers_samplers.py --out cases.json [--fewstep BIN] [--seed S] [--cases-per-sampler K]
                         [--samplers ddim,euler,...] [--check-promotion]
 
-Exit status: 0 on success, 77 when torch or diffusers cannot be imported (the
-ctest fixture maps 77 to "skipped"; under FEWSTEP_REQUIRE_ORACLES=1, as in CI,
-that is 1 instead: see oracle_env.py), 1 on any other error.
+Exit status: 0 on success, 77 when torch, diffusers or scipy (the backend of
+diffusers' LMSDiscreteScheduler) cannot be imported (the ctest fixture maps
+77 to "skipped"; under FEWSTEP_REQUIRE_ORACLES=1, as in CI, that is 1
+instead: see oracle_env.py), 1 on any other error (the harness's, or the
+fewstep binary's).
 
 Each sampler's cases are drawn from `random.Random(f"{seed}/{sampler}")`
 (default seed below), so they do not depend on the other samplers, and are
@@ -20,9 +31,9 @@ printed, one line per case, so a failing case can be regenerated and read.
 
 Coordinates. fewstep's samplers run on x_t = alpha_t*x0 + sigma_t*eps
 (variance preserving). DDIM, DDPM, DPM-Solver, UniPC and LCM use the same x
-in diffusers. The Euler family (Euler, Euler ancestral, Heun) runs on
-x_t/alpha_t = x0 + s_t*eps with s = sigma/alpha, starting from
-noise*init_noise_sigma; the JSON stores x_init and x_final converted to the
+in diffusers (so do PNDM, DEIS and TCD). The Euler family (Euler, Euler
+ancestral, Heun, LMS) runs on x_t/alpha_t = x0 + s_t*eps with s = sigma/alpha,
+starting from noise*sqrt(1 + s_0^2); the JSON stores x_init and x_final converted to the
 variance-preserving x (multiplied by alpha = 1/sqrt(1+s^2) at that point),
 and the factors in `x_scale`.
 
