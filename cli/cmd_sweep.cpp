@@ -57,7 +57,7 @@ void run_sweep_command(const SweepCliOptions& c) {
   SweepResult r;
   cleaning_new_folder_on_error(o.out, [&] {
     check_sweep_options(o);  // before the model loads
-    int64_t per_seed = 1;  // the reference, then each sampler's steps (adaptive: tolerances)
+    int64_t per_seed = 1;    // the reference, then each sampler's steps (adaptive: tolerances)
     for (const std::string& name : o.samplers)
       per_seed += int64_t(find_sampler(name).adaptive ? std::max<size_t>(1, o.tolerances.size()) : o.steps.size());
     const int64_t total = int64_t(o.prompts.size() * o.seeds.size()) * per_seed;

@@ -127,16 +127,9 @@ std::vector<int64_t> parse_int_list(const std::string& flag, const std::string& 
 std::vector<double> parse_real_list(const std::string& flag, const std::string& text) {
   std::vector<double> out;
   for (const std::string& item : parse_list(flag, text)) {
-    size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size() || !std::isfinite(v))
-      throw std::invalid_argument(flag + ": '" + item + "' is not a number");
-    out.push_back(v);
+    const std::optional<double> v = parse_real(item);
+    if (!v) throw std::invalid_argument(flag + ": '" + item + "' is not a number");
+    out.push_back(*v);
   }
   return out;
 }

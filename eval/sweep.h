@@ -46,10 +46,10 @@ struct SweepReference {
 /// One results.csv row: one prompt × sampler × steps × seed.
 struct SweepRow {
   std::string prompt, sampler;
-  int64_t steps = 0;               ///< requested steps; 0 for an adaptive sampler's row (see rtol)
-  std::optional<double> rtol;      ///< an adaptive sampler's tolerance (its setting instead of steps)
+  int64_t steps = 0;           ///< requested steps; 0 for an adaptive sampler's row (see rtol)
+  std::optional<double> rtol;  ///< an adaptive sampler's tolerance (its setting instead of steps)
   uint64_t seed = 0;
-  int64_t nfe = 0, unet_calls = 0;  ///< what the run used (an adaptive sampler's NFE is its own choice)
+  int64_t nfe = 0, unet_calls = 0;   ///< what the run used (an adaptive sampler's NFE is its own choice)
   std::optional<double> unet_flops;  ///< UNet FLOPs of the run (unet_rows × FLOPs per row); none for analytic models
   double wall_ms = 0;                ///< sampling + decoding, milliseconds
   double rmse_latent = 0;            ///< RMSE of the final sample against the reference's, model space

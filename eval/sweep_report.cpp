@@ -51,9 +51,7 @@ std::string ms(double v) {
 
 }  // namespace
 
-std::string setting_label(const SweepSetting& s) {
-  return s.rtol ? "rtol " + num(*s.rtol) : std::to_string(s.steps);
-}
+std::string setting_label(const SweepSetting& s) { return s.rtol ? "rtol " + num(*s.rtol) : std::to_string(s.steps); }
 
 std::vector<SweepSetting> aggregate_settings(const std::vector<SweepRow>& rows) {
   std::vector<SweepSetting> out;
@@ -129,7 +127,8 @@ std::string format_summary_md(const std::vector<SweepRow>& rows, const SweepRefe
   std::ostringstream s;
   s << "# Sweep summary\n\n"
     << "Model `" << model << "`; reference: " << reference.describe() << ". "
-    << "Each setting (sampler, steps; rtol for an adaptive sampler) is averaged over prompts and seeds; PSNR (8-bit images, peak 1 on the "
+    << "Each setting (sampler, steps; rtol for an adaptive sampler) is averaged over prompts and seeds; PSNR (8-bit "
+       "images, peak 1 on the "
        "[0, 1] scale) is computed from the mean squared error, wall time is sampling plus decoding.\n\n";
   std::string stochastic;
   for (const SweepRow& r : rows)
@@ -173,8 +172,8 @@ std::string format_summary_md(const std::vector<SweepRow>& rows, const SweepRefe
   for (const SweepSetting& p : settings)
     if (p.psnr_db >= 30.0 && (!fastest || p.wall_ms < fastest->wall_ms)) fastest = &p;
   if (fastest)
-    s << "`" << fastest->sampler << "` at " << setting_label(*fastest) << (fastest->rtol ? "" : " steps") << ": " << db(fastest->psnr_db) << " dB, NFE "
-      << num(fastest->nfe) << ", " << ms(fastest->wall_ms) << " ms.\n";
+    s << "`" << fastest->sampler << "` at " << setting_label(*fastest) << (fastest->rtol ? "" : " steps") << ": "
+      << db(fastest->psnr_db) << " dB, NFE " << num(fastest->nfe) << ", " << ms(fastest->wall_ms) << " ms.\n";
   else
     s << "None: no setting reached 30 dB against the reference. Try more steps.\n";
   return s.str();

@@ -64,8 +64,8 @@ NoisePoint point_at_lambda(const Schedule& s, double lambda) {
 DenoiserOutput denoise_at_point(SamplerContext& ctx, const at::Tensor& x, const NoisePoint& p) {
   const int64_t rows = x.size(0);
   auto opts = at::TensorOptions().dtype(at::kDouble);
-  return ctx.denoiser(x, {at::full({rows}, p.alpha, opts), at::full({rows}, p.sigma, opts),
-                          at::full({rows}, p.timestep, opts)});
+  return ctx.denoiser(
+      x, {at::full({rows}, p.alpha, opts), at::full({rows}, p.sigma, opts), at::full({rows}, p.timestep, opts)});
 }
 
 DenoiserOutput denoise_at(SamplerContext& ctx, const at::Tensor& x, int64_t i) {
@@ -84,8 +84,7 @@ std::vector<SamplerOptionInfo> schedule_options_ending_at_sigma_min(const std::s
   for (SamplerOptionInfo& s : o)
     if (s.name == "final_sigmas_type") {
       s.default_value = "sigma_min";
-      s.help = "the last step's target: the smallest training sigma (default, as " + twin +
-               ") or sigma 0 (returns x0)";
+      s.help = "the last step's target: the smallest training sigma (default, as " + twin + ") or sigma 0 (returns x0)";
     }
   return o;
 }

@@ -36,8 +36,7 @@ std::vector<at::Tensor> eps_at(SamplerContext& ctx, const std::vector<at::Tensor
   }
   const DenoiserOutput out = ctx.denoiser(at::cat(xs), lv);
   std::vector<at::Tensor> eps;
-  for (int64_t r = 0; r < n; ++r)
-    eps.push_back((xs[r] - pts[r].alpha * out.x0.narrow(0, r, 1)) / pts[r].sigma);
+  for (int64_t r = 0; r < n; ++r) eps.push_back((xs[r] - pts[r].alpha * out.x0.narrow(0, r, 1)) / pts[r].sigma);
   return eps;
 }
 
@@ -210,8 +209,9 @@ SamplerInfo dpm_adaptive_sampler() {
       real_option("accept_safety", 0.81, 0.0, 1.0, "accept a step when the controller's factor is at least this"),
   };
   for (auto& o : schedule_options()) info.options.push_back(o);
-  info.help = "Adaptive DPM-Solver-12/23 (Lu et al. 2022, Sec. 4): picks its own steps by error control; "
-              "--steps is ignored";
+  info.help =
+      "Adaptive DPM-Solver-12/23 (Lu et al. 2022, Sec. 4): picks its own steps by error control; "
+      "--steps is ignored";
   info.nfe = "adaptive (rtol)";
   info.run = run_dpm_adaptive;
   return info;

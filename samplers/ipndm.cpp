@@ -18,8 +18,9 @@ SamplerInfo ipndm_sampler() {
   info.family = "euler";
   info.options = {int_option("max_order", 4, 1, 4, "highest Adams-Bashforth order (1 is Euler)")};
   for (auto& o : schedule_options()) info.options.push_back(o);
-  info.help = "iPNDM (Zhang & Chen 2023, DEIS paper): fixed-coefficient Adams-Bashforth up to order 4 in sigma, "
-              "lower orders to start";
+  info.help =
+      "iPNDM (Zhang & Chen 2023, DEIS paper): fixed-coefficient Adams-Bashforth up to order 4 in sigma, "
+      "lower orders to start";
   info.run = [](SamplerContext& ctx, at::Tensor x) {
     // The equal-step weights whatever the spacing (iPNDM's definition).
     return detail::run_sigma_multistep(

@@ -25,8 +25,9 @@ SamplerInfo ipndm_v_sampler() {
   info.family = "euler";
   info.options = {int_option("max_order", 4, 1, 4, "highest Adams-Bashforth order (1 is Euler)")};
   for (auto& o : schedule_options()) info.options.push_back(o);
-  info.help = "iPNDM with variable steps (Zhou et al. 2024): Adams-Bashforth up to order 4 with the weights of "
-              "the actual sigma steps";
+  info.help =
+      "iPNDM with variable steps (Zhou et al. 2024): Adams-Bashforth up to order 4 with the weights of "
+      "the actual sigma steps";
   info.run = [](SamplerContext& ctx, at::Tensor x) {
     return detail::run_sigma_multistep(ctx, x, static_cast<int>(ctx.options.integer("max_order")), true,
                                        [](const std::vector<double>& taus, double tau_next) {

@@ -54,8 +54,8 @@ at::Tensor run_sigma_multistep(SamplerContext& ctx, at::Tensor x, int max_order,
                                const MultistepWeights& weights) {
   const Schedule& sc = ctx.schedule;
   const bool flow = is_flow_path(sc);
-  std::deque<at::Tensor> d;   // dy/dτ at points i, i-1, ..., newest first
-  std::deque<double> taus;    // their τ
+  std::deque<at::Tensor> d;  // dy/dτ at points i, i-1, ..., newest first
+  std::deque<double> taus;   // their τ
   for (int64_t i = 0; i < sc.steps(); ++i) {
     const double c_t = ode_scale(sc, i, flow), c_s = ode_scale(sc, i + 1, flow);
     const double s_t = sigma_at(sc, i), s_s = sigma_at(sc, i + 1);

@@ -15,12 +15,11 @@ SamplerInfo pndm_sampler() {
   info.stochastic = false;
   info.family = "ddim";
   info.options = detail::pndm_options({});
-  info.help = "PNDM (Liu et al. 2022, Alg. 2): 3 pseudo Runge-Kutta steps (4 NFE each), then 4th-order pseudo "
-              "linear multistep";
+  info.help =
+      "PNDM (Liu et al. 2022, Alg. 2): 3 pseudo Runge-Kutta steps (4 NFE each), then 4th-order pseudo "
+      "linear multistep";
   info.nfe = "N+9 (N >= 4)";
-  info.run = [](SamplerContext& ctx, at::Tensor x) {
-    return detail::run_pndm(ctx, x, detail::PndmStart::runge_kutta);
-  };
+  info.run = [](SamplerContext& ctx, at::Tensor x) { return detail::run_pndm(ctx, x, detail::PndmStart::runge_kutta); };
   return info;
 }
 

@@ -6,11 +6,16 @@
 namespace fewstep {
 const std::vector<SamplerInfo>& sampler_registry() {
   static const std::vector<SamplerInfo> registry = {
-      ddim_sampler(),       ddpm_sampler(),     euler_sampler(),    euler_ancestral_sampler(),
-      heun_sampler(),       dpmpp_2m_sampler(), dpmpp_3m_sampler(), dpmpp_2m_sde_sampler(),
-      dpm_solver_sampler(), unipc_sampler(),    lcm_sampler(),
-      pndm_sampler(), plms_sampler(), ipndm_sampler(), ipndm_v_sampler(), deis_sampler(), lms_sampler(),
-      dpmpp_2s_ancestral_sampler(), tcd_sampler(), dpm_adaptive_sampler(),
+      ddim_sampler(),       ddpm_sampler(),
+      euler_sampler(),      euler_ancestral_sampler(),
+      heun_sampler(),       dpmpp_2m_sampler(),
+      dpmpp_3m_sampler(),   dpmpp_2m_sde_sampler(),
+      dpm_solver_sampler(), unipc_sampler(),
+      lcm_sampler(),        pndm_sampler(),
+      plms_sampler(),       ipndm_sampler(),
+      ipndm_v_sampler(),    deis_sampler(),
+      lms_sampler(),        dpmpp_2s_ancestral_sampler(),
+      tcd_sampler(),        dpm_adaptive_sampler(),
   };
   return registry;
 }

@@ -83,9 +83,9 @@ TEST(SweepGaussian, ErrorFallsWithStepsForEveryOdeSampler) {
 
   const auto csv = read_csv(o.out / "results.csv");
   ASSERT_EQ(csv.size(), 1 + o.samplers.size() * 5);
-  const std::vector<std::string> header = {"prompt",      "sampler", "steps",   "seed", "nfe",
-                                           "unet_calls",  "unet_flops", "wall_ms", "rmse_latent",
-                                           "rmse",        "psnr_db", "ssim",    "rtol"};
+  const std::vector<std::string> header = {"prompt",     "sampler",    "steps",   "seed",        "nfe",
+                                           "unet_calls", "unet_flops", "wall_ms", "rmse_latent", "rmse",
+                                           "psnr_db",    "ssim",       "rtol"};
   EXPECT_EQ(csv[0], header);
   std::map<std::string, std::vector<std::pair<int64_t, double>>> err;
   for (size_t i = 1; i < csv.size(); ++i) {
@@ -150,8 +150,8 @@ TEST(SweepGaussian, AdaptiveSamplerSweepsTolerances) {
   EXPECT_FALSE(r.rows[3].rtol);
   EXPECT_EQ(r.rows[3].steps, 4);
   const auto csv = read_csv(o.out / "results.csv");
-  EXPECT_EQ(csv[1][2], "");       // steps
-  EXPECT_EQ(csv[1][12], "0.1");   // rtol
+  EXPECT_EQ(csv[1][2], "");      // steps
+  EXPECT_EQ(csv[1][12], "0.1");  // rtol
   EXPECT_EQ(csv[1][4], std::to_string(r.rows[0].nfe));
   EXPECT_EQ(csv[4][2], "4");
   EXPECT_EQ(csv[4][12], "");

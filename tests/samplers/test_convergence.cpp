@@ -263,8 +263,8 @@ TEST(DpmAdaptive, ErrorFallsWithTheTolerance) {
   for (const std::string rtol : {"0.1", "0.01", "0.001", "0.0001"}) {
     const SamplerOptions o = {{"final_sigmas_type", "sigma_min"}, {"rtol", rtol}, {"atol", "1e-9"}};
     const test::Run r = test::run_sampler(*model, {.sampler = "dpm_adaptive", .steps = 1, .options = o});
-    const at::Tensor exact = model->ode_solution(r.x_start, test::point(r.schedule, 0),
-                                                 test::point(r.schedule, r.schedule.steps()));
+    const at::Tensor exact =
+        model->ode_solution(r.x_start, test::point(r.schedule, 0), test::point(r.schedule, r.schedule.steps()));
     err.push_back(test::rms(r.x - exact));
     nfe.push_back(r.stats.nfe);
     detail += " rtol " + rtol + ": NFE " + std::to_string(r.stats.nfe) + " error " + std::to_string(err.back());

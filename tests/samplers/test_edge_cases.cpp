@@ -35,7 +35,8 @@ TEST(EdgeCases, OneStepForEverySamplerSpacingAndFamily) {
       for (const std::string spacing : {"leading", "trailing", "linspace"})
         for (const std::string sigmas : {"none", "karras", "exponential", "simple"}) {
           const std::string what = info.name + " " + spacing + " " + sigmas + (m == flow.get() ? " flow" : "");
-          const test::RunArgs args{.sampler = info.name, .steps = 1, .options = {{"sigma_spacing", sigmas}}, .spacing = spacing};
+          const test::RunArgs args{
+              .sampler = info.name, .steps = 1, .options = {{"sigma_spacing", sigmas}}, .spacing = spacing};
           if (test::has_no_step_to_sigma_min(*m, args)) {
             // One leading/linspace step of pndm/plms sits at t = 0, their final
             // point ᾱ_0 (diffusers' set_alpha_to_one=False): refused.
@@ -256,7 +257,6 @@ TEST(EdgeCases, StepNoiseContinuesTheInitialNoiseStream) {
   }
 }
 
-
 // Runs `name` on analytic:gaussian with SD 1.x's PNDM configuration (leading
 // spacing, steps_offset 1, final point at ᾱ_0) and records the model's
 // timestep at every call.
@@ -265,7 +265,8 @@ struct RecordedRun {
   std::vector<double> calls;
   at::Tensor x;
 };
-RecordedRun recorded_run(const std::string& name, int64_t steps, const std::string& spec = "analytic:gaussian:shape=2x4x4") {
+RecordedRun recorded_run(const std::string& name, int64_t steps,
+                         const std::string& spec = "analytic:gaussian:shape=2x4x4") {
   auto model = make_analytic_model(spec);
   SchedulerConfig cfg = model->scheduler_config();
   cfg.timestep_spacing = "leading";
@@ -337,9 +338,11 @@ TEST(EdgeCases, PlmsRepeatsTheSecondTimestepAsDiffusers9090) {
   auto model = make_analytic_model("analytic:gaussian:shape=2x4x4");
   SchedulerConfig cfg = model->scheduler_config();
   cfg.steps_offset = 1;
-  const test::Run plain = test::run_sampler(*model, {.sampler = "plms", .steps = 20,
+  const test::Run plain = test::run_sampler(*model, {.sampler = "plms",
+                                                     .steps = 20,
                                                      .options = {{"repeat_first_timestep", "false"}},
-                                                     .spacing = "leading", .config = cfg});
+                                                     .spacing = "leading",
+                                                     .config = cfg});
   EXPECT_EQ(plain.stats.nfe, 20);
 }
 

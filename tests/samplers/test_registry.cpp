@@ -13,10 +13,16 @@ namespace fewstep {
 namespace {
 
 TEST(Registry, NamesAliasesAndRows) {
-  const std::vector<std::string> expected = {
-      "ddim",  "ddpm", "euler",   "euler_ancestral", "heun", "dpmpp_2m",           "dpmpp_3m", "dpmpp_2m_sde",
-      "dpm_solver", "unipc", "lcm", "pndm", "plms", "ipndm", "ipndm_v", "deis", "lms", "dpmpp_2s_ancestral",
-      "tcd", "dpm_adaptive"};
+  const std::vector<std::string> expected = {"ddim",       "ddpm",
+                                             "euler",      "euler_ancestral",
+                                             "heun",       "dpmpp_2m",
+                                             "dpmpp_3m",   "dpmpp_2m_sde",
+                                             "dpm_solver", "unipc",
+                                             "lcm",        "pndm",
+                                             "plms",       "ipndm",
+                                             "ipndm_v",    "deis",
+                                             "lms",        "dpmpp_2s_ancestral",
+                                             "tcd",        "dpm_adaptive"};
   std::vector<std::string> names;
   for (const SamplerInfo& info : sampler_registry()) {
     names.push_back(info.name);
