@@ -14,7 +14,7 @@ std::string default_model_dir() {
   return std::string(FEWSTEP_SOURCE_DIR) + "/models/emoji";
 }
 
-LoadedModel load_model_source(const std::string& model, bool fused_attention) {
+LoadedModel load_model_source(const std::string& model, bool fused_attention, FusionMode fusion) {
   LoadedModel out;
   if (model.rfind("analytic:", 0) == 0) {
     std::unique_ptr<AnalyticModel> am;
@@ -38,11 +38,22 @@ LoadedModel load_model_source(const std::string& model, bool fused_attention) {
     out.analytic = true;
     return out;
   }
-  ModulePass pass;
-  if (fused_attention) pass = [](torch::jit::Module& m) { rewrite_attention(m); };
+  const bool kernels = fusion != FusionMode::none;
+  // The block-wise runner calls only the UNet's submodules: its root forward
+  // is left unfused (it would inline the whole model at load time).
+  auto make_pass = [&](bool root_methods) -> ModulePass {
+    if (!fused_attention && !kernels) return {};
+    return [fused_attention, kernels, root_methods](torch::jit::Module& m) {
+      if (kernels)
+        rewrite_fusion(m, root_methods);  // inlines first, so attention is then found in the inlined graphs too
+      if (fused_attention) rewrite_attention(m);
+    };
+  };
   out.manifest = load_manifest(model);
   const ModelManifest& m = out.manifest;
-  out.model = std::make_unique<TorchScriptUnet>(m.unet, m.text_encoder.has_value(), pass);
+  const ModulePass pass = make_pass(true);
+  out.model = std::make_unique<TorchScriptUnet>(m.unet, m.text_encoder.has_value(), make_pass(m.unet.form != "blocks"),
+                                                fusion == FusionMode::all);
   if (m.text_encoder) out.text_encoder = std::make_unique<TextEncoder>(*m.text_encoder, pass);
   if (m.vae_decoder) out.vae = std::make_unique<VaeDecoder>(*m.vae_decoder);
   if (m.tokenizer) {

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "kernels/fused.h"
 #include "tokenizer/tokenizer.h"
 #include "unet/model.h"
 #include "unet/package.h"
@@ -30,7 +31,10 @@ std::string default_model_dir();
 
 /// `model` is a package folder or `analytic:<name>[:options]`. With
 /// `fused_attention`, TorchScript modules are rewritten so that their
-/// attention runs through fewstep::attention. Throws ModelError / TokenizerError.
-LoadedModel load_model_source(const std::string& model, bool fused_attention);
+/// attention runs through fewstep::attention; with `fusion` kernels or all,
+/// GroupNorm/SiLU, GELU and GEGLU run through fewstep's fused kernels
+/// (rewrite_fusion, kernels/fused.h), and with all a UNet on the CPU also
+/// runs channels-last. Throws ModelError / TokenizerError.
+LoadedModel load_model_source(const std::string& model, bool fused_attention, FusionMode fusion = FusionMode::none);
 
 }  // namespace fewstep

@@ -87,8 +87,13 @@ int64_t count_parameters(const torch::jit::Module& m) {
   return n;
 }
 
-TorchScriptUnet::TorchScriptUnet(const UnetSpec& spec, bool conditional, const ModulePass& pass)
-    : file_(spec.file), form_(spec.form), conditional_(conditional), module_(load_torchscript(spec.file)) {
+TorchScriptUnet::TorchScriptUnet(const UnetSpec& spec, bool conditional, const ModulePass& pass,
+                                 bool channels_last_on_cpu)
+    : file_(spec.file),
+      form_(spec.form),
+      conditional_(conditional),
+      channels_last_on_cpu_(channels_last_on_cpu),
+      module_(load_torchscript(spec.file)) {
   module_.eval();
   if (pass) pass(module_);
   for (const auto& p : module_.parameters()) {
@@ -113,12 +118,22 @@ TorchScriptUnet::TorchScriptUnet(const UnetSpec& spec, bool conditional, const M
 
 int64_t TorchScriptUnet::parameter_count() const { return count_parameters(module_); }
 
-void TorchScriptUnet::to(at::Device device, at::ScalarType dtype) { module_.to(device, dtype); }
+void TorchScriptUnet::to(at::Device device, at::ScalarType dtype) {
+  module_.to(device, dtype);
+  channels_last_ = channels_last_on_cpu_ && device.is_cpu();
+  if (!channels_last_) return;
+  for (const at::Tensor& p : module_.parameters()) {
+    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  }
+}
 
 at::Tensor TorchScriptUnet::forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context) {
   at::Tensor out;
   try {
-    out = form_ == "blocks" ? forward_blocks(sample, timestep, context) : forward_monolithic(sample, timestep, context);
+    const at::Tensor x =
+        channels_last_ && sample.dim() == 4 ? sample.contiguous(at::MemoryFormat::ChannelsLast) : sample;
+    out = form_ == "blocks" ? forward_blocks(x, timestep, context) : forward_monolithic(x, timestep, context);
+    if (channels_last_) out = out.contiguous();
   } catch (const ModelError&) {
     throw;
   } catch (const std::exception& e) {

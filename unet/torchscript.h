@@ -36,13 +36,18 @@ std::string first_line(const std::exception& e);
 ///  - blocks: submodules time_embed, input_blocks, middle_block, output_blocks and out,
 ///    run as in the LDM UNet (Rombach et al. 2022, App. G) with a skip stack, each block
 ///    inside a profiler range `unet.input_blocks.i`, `unet.middle_block`, `unet.output_blocks.i`.
+/// With `channels_last_on_cpu`, a model moved to the CPU keeps its 4-D
+/// weights and runs its activations channels-last (NHWC memory, the same
+/// NCHW shapes): oneDNN's convolutions then need no layout reorders and
+/// the spatial transformer's flatten/transpose become views. forward()
+/// still takes and returns contiguous NCHW tensors.
 /// Throws ModelError on a missing submodule, a failing forward or a wrong output shape.
 /// When a forward fails and the sample's channel count differs from the
 /// module's first 4-D weight (its input convolution, [out, in, kh, kw]), the
 /// error says so first, then quotes LibTorch's first line.
 class TorchScriptUnet : public Model {
  public:
-  TorchScriptUnet(const UnetSpec& spec, bool conditional, const ModulePass& pass);
+  TorchScriptUnet(const UnetSpec& spec, bool conditional, const ModulePass& pass, bool channels_last_on_cpu = false);
   at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context) override;
   int64_t parameter_count() const override;
   void to(at::Device device, at::ScalarType dtype) override;
@@ -54,6 +59,8 @@ class TorchScriptUnet : public Model {
 
   std::string file_, form_;
   bool conditional_;
+  bool channels_last_on_cpu_;
+  bool channels_last_ = false;       // on the CPU with channels_last_on_cpu_
   int64_t input_conv_channels_ = 0;  // 0: the module has no 4-D weight
   torch::jit::Module module_;
   torch::jit::Module time_embed_, middle_block_, out_;
