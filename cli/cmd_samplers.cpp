@@ -30,7 +30,8 @@ void print_text() {
   }
 }
 
-// One object per sampler: name, aliases, diffusers_twin (or null), order,
+// One object per sampler: name, aliases, diffusers_twin and diffusers_peer
+// (the class the peer tests run it against; null if none), order,
 // stochastic, family, adaptive, nfe, picard, options {name: default}.
 void print_json() {
   nlohmann::json out = nlohmann::json::array();
@@ -38,9 +39,11 @@ void print_json() {
     nlohmann::json options = nlohmann::json::object();
     for (const auto& o : s.options) options[o.name] = o.default_value;
     const auto twin = diffusers_twin(s);
+    const auto peer = diffusers_peer(s);
     out.push_back({{"name", s.name},
                    {"aliases", s.aliases},
                    {"diffusers_twin", twin ? nlohmann::json(*twin) : nlohmann::json()},
+                   {"diffusers_peer", peer ? nlohmann::json(*peer) : nlohmann::json()},
                    {"order", s.order},
                    {"stochastic", s.stochastic},
                    {"family", s.family},

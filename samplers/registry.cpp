@@ -28,6 +28,22 @@ std::optional<std::string> diffusers_twin(const SamplerInfo& info) {
   return std::nullopt;
 }
 
+std::optional<std::string> diffusers_peer(const SamplerInfo& info) {
+  if (auto twin = diffusers_twin(info)) return twin;
+  // Samplers that are another configuration of a twin's class, so answer to
+  // no class name of their own: plms is PNDMScheduler(skip_prk_steps=True),
+  // dpmpp_3m and dpmpp_2m_sde are DPMSolverMultistepScheduler with
+  // solver_order=3 and algorithm_type="sde-dpmsolver++".
+  static const std::pair<const char*, const char*> variants[] = {
+      {"plms", "PNDMScheduler"},
+      {"dpmpp_3m", "DPMSolverMultistepScheduler"},
+      {"dpmpp_2m_sde", "DPMSolverMultistepScheduler"},
+  };
+  for (const auto& [name, cls] : variants)
+    if (info.name == name) return std::string(cls);
+  return std::nullopt;
+}
+
 const SamplerInfo& find_sampler(const std::string& name) {
   for (const auto& info : sampler_registry()) {
     if (info.name == name) return info;

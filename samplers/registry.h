@@ -18,6 +18,14 @@ const std::vector<SamplerInfo>& sampler_registry();
 /// peer tests (tests/samplers_peer) run every sampler that has one.
 std::optional<std::string> diffusers_twin(const SamplerInfo& info);
 
+/// The diffusers scheduler class the peer tests run this sampler against:
+/// its twin, else the twin class it is another configuration of (plms:
+/// PNDMScheduler with skip_prk_steps; dpmpp_3m, dpmpp_2m_sde:
+/// DPMSolverMultistepScheduler; a table in registry.cpp), else none. The
+/// peer list of tests/samplers_peer and tools/oracles/diffusers_samplers.py
+/// is every registry sampler that has one.
+std::optional<std::string> diffusers_peer(const SamplerInfo& info);
+
 /// The sampler called `name` (a registry name, or an alias: a diffusers
 /// scheduler class name). Throws SamplerError
 /// "unknown sampler 'x' (valid: ddim, ddpm, ...)".

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <optional>
 #include <set>
@@ -78,6 +79,19 @@ TEST(Registry, NamesAliasesAndRows) {
   EXPECT_EQ(diffusers_twin(find_sampler("pndm")).value_or(""), "PNDMScheduler");
   EXPECT_FALSE(diffusers_twin(find_sampler("plms")));
   EXPECT_FALSE(diffusers_twin(find_sampler("dpmpp_2m_sde")));
+  // The peer tests' class: the twin, else the class a variant configures.
+  EXPECT_EQ(diffusers_peer(find_sampler("pndm")).value_or(""), "PNDMScheduler");
+  EXPECT_EQ(diffusers_peer(find_sampler("plms")).value_or(""), "PNDMScheduler");
+  EXPECT_EQ(diffusers_peer(find_sampler("dpmpp_3m")).value_or(""), "DPMSolverMultistepScheduler");
+  EXPECT_EQ(diffusers_peer(find_sampler("dpmpp_2m_sde")).value_or(""), "DPMSolverMultistepScheduler");
+  EXPECT_FALSE(diffusers_peer(find_sampler("ipndm")));
+  // A variant's class is a registry sampler's twin.
+  for (const SamplerInfo& info : sampler_registry())
+    if (const auto peer = diffusers_peer(info); peer && !diffusers_twin(info)) {
+      const bool twin_class = std::any_of(sampler_registry().begin(), sampler_registry().end(),
+                                          [&](const SamplerInfo& o) { return diffusers_twin(o) == peer; });
+      EXPECT_TRUE(twin_class) << info.name << ": " << *peer << " is no sampler's twin";
+    }
   EXPECT_TRUE(find_sampler("dpm_adaptive").adaptive);
   // Where the twin ends at the smallest training sigma, so does the sampler by default.
   for (const std::string name : {"pndm", "plms", "deis", "tcd"})

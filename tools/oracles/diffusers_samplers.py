@@ -6,8 +6,9 @@ a diffusers twin, runs diffusers' scheduler on them with a deterministic toy
 model (diffusers_harness.toy_model) in float64, and writes one JSON file that
 tests/samplers_peer reads to run fewstep on the same cases through sample().
 The peer list comes from the registry (`fewstep samplers --json`, see
-peer_list): every sampler whose aliases name a diffusers scheduler class,
-plus peer_configs.SAMPLERS' other configurations of such a class; the random
+peer_list): every sampler whose aliases name a diffusers scheduler class
+(its twin) or that the registry marks as another configuration of one
+(registry.h, diffusers_peer: plms, dpmpp_3m, dpmpp_2m_sde); the random
 configurations come from peer_configs.py.
 
 The noise is the runtime's: the seed's generator draws the unit noise
@@ -512,7 +513,7 @@ def comparison_scope(case, result):
 
 def registry_of(fewstep):
     """The sampler registry, from `fewstep samplers --json` (a list of
-    {name, aliases, diffusers_twin, ...}). A failure is an error, not a skip:
+    {name, aliases, diffusers_twin, diffusers_peer, ...}). A failure is an error, not a skip:
     the binary is the project's own."""
     out = subprocess.run([fewstep, "samplers", "--json"], check=True, capture_output=True, text=True).stdout
     return json.loads(out)
@@ -521,39 +522,35 @@ def registry_of(fewstep):
 def peer_list(registry):
     """{fewstep name: (diffusers class, generator, stochastic)} of the samplers to run.
 
-    With the registry: every sampler with a diffusers twin (registry.h,
-    diffusers_twin: its first alias that is a scheduler class), with its
-    generator from peer_configs.SAMPLERS or, for a twin that has none,
-    peer_configs.generic_generator; plus the SAMPLERS entries that run
-    another configuration of a twin class (plms: PNDMScheduler with
-    skip_prk_steps; dpmpp_3m, dpmpp_2m_sde: DPMSolverMultistepScheduler).
-    A SAMPLERS entry whose sampler left the registry, or whose class is no
-    longer its twin, is an error. Without the registry: SAMPLERS as it is."""
+    With the registry: every sampler with a diffusers peer class (registry.h,
+    diffusers_peer: its twin, the first alias that is a scheduler class, or
+    the class it is another configuration of, as plms of PNDMScheduler with
+    skip_prk_steps), with its generator from peer_configs.SAMPLERS or, for a
+    twin that has none, peer_configs.generic_generator. A SAMPLERS entry
+    whose sampler is not a registry peer or runs another class, or a variant
+    without a SAMPLERS entry (no generic configuration can choose its
+    variant), is an error. Without the registry: SAMPLERS as it is."""
     if registry is None:
         return dict(SAMPLERS)
-    by_name = {r["name"]: r for r in registry}
-    twins = {r["diffusers_twin"] for r in registry if r["diffusers_twin"]}
     entries = {}
     for r in registry:
-        cls = r["diffusers_twin"]
+        cls = r.get("diffusers_peer")
         if cls is None:
             continue
         if r["name"] in SAMPLERS:
             if SAMPLERS[r["name"]][0] != cls:
                 raise RuntimeError(f"peer_configs.SAMPLERS runs {r['name']} against {SAMPLERS[r['name']][0]}, "
-                                   f"but the registry names {cls} as its twin")
+                                   f"but the registry names {cls} as its diffusers peer")
             entries[r["name"]] = SAMPLERS[r["name"]]
-        else:
+        elif cls == r["diffusers_twin"]:
             params = set(inspect.signature(getattr(diffusers, cls).__init__).parameters)
             entries[r["name"]] = (cls, generic_generator(cls, params), r["stochastic"])
-    for name, entry in SAMPLERS.items():
-        if name in entries:
-            continue
-        if name not in by_name:
-            raise RuntimeError(f"peer_configs.SAMPLERS names {name}, which is not in the registry")
-        if entry[0] not in twins:
-            raise RuntimeError(f"peer_configs.SAMPLERS runs {name} against {entry[0]}, no registry sampler's twin")
-        entries[name] = entry
+        else:
+            raise RuntimeError(f"{r['name']} is a configuration of {cls} (registry): give it a generator in "
+                               "peer_configs.SAMPLERS")
+    stray = [name for name in SAMPLERS if name not in entries]
+    if stray:
+        raise RuntimeError(f"peer_configs.SAMPLERS names {stray}, which are no registry sampler's diffusers peers")
     return entries
 
 
