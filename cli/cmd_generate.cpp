@@ -162,6 +162,8 @@ int run_generate(GenerateOptions& o) {
     req.picard = picard;
     pipe->check(req);
     req.sampler = find_sampler(req.sampler).name;  // aliases (diffusers class names) resolved for the records
+    if (root && steps && find_sampler(req.sampler).adaptive && !o.quiet)
+      std::cerr << "note: " << req.sampler << " picks its own steps (error control, rtol/atol); --steps is ignored\n";
     if (!pipe->conditional()) {
       // What had no effect is neither used nor recorded.
       if (root && (!f.prompt.empty() || !f.negative_prompt.empty() || f.cfg_scale))

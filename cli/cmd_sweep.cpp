@@ -5,6 +5,7 @@
 #include "cli/common.h"
 #include "dist/group.h"
 #include "eval/sweep.h"
+#include "samplers/registry.h"
 
 namespace fewstep::cli {
 namespace {
@@ -12,7 +13,7 @@ namespace {
 struct SweepCliOptions {
   SharedFlags f;
   std::string prompts_file, seeds = "0";
-  std::string parallel, reference, out;
+  std::string parallel, reference, out, tolerances;
   bool quiet = false, resume = false;
 };
 
@@ -37,7 +38,9 @@ void run_sweep_command(const SweepCliOptions& c) {
   o.prompts = c.prompts_file.empty() ? std::vector<std::string>{f.prompt} : read_prompts(c.prompts_file);
   o.negative_prompt = f.negative_prompt;
   o.samplers = parse_list("--samplers", f.sampler);
-  o.steps = parse_int_list("--steps", f.steps);
+  // Adaptive samplers (dpm_adaptive) sweep --tolerances instead of --steps.
+  if (!f.steps.empty()) o.steps = parse_int_list("--steps", f.steps);
+  if (!c.tolerances.empty()) o.tolerances = parse_real_list("--tolerances", c.tolerances);
   o.seeds.clear();
   for (int64_t s : parse_int_list("--seeds", c.seeds)) {
     if (s < 0) throw std::invalid_argument("--seeds: must be non-negative, got " + std::to_string(s));
@@ -86,6 +89,8 @@ void register_sweep_command(CLI::App& app) {
   cmd->add_option("--prompts", o->prompts_file, "file with one prompt per line (instead of --prompt)");
   cmd->add_option("--seeds", o->seeds, "comma-separated seeds")->capture_default_str();
   cmd->add_option("--parallel", o->parallel, "Picard-parallel sampling for the swept runs: picard:window=P,tol=T");
+  cmd->add_option("--tolerances", o->tolerances,
+                  "comma-separated rtol values: the axis of adaptive samplers (dpm_adaptive) instead of --steps");
   cmd->add_option("--reference", o->reference,
                   "SAMPLER:STEPS (default: the exact solution for analytic models, else unipc:250)");
   cmd->add_option("--out,-o", o->out, "output folder (created; its sweep files are replaced)")->required();

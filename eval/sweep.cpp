@@ -3,7 +3,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <tuple>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -31,6 +34,13 @@ int64_t parse_int(const std::string& flag, const std::string& item) {
   const auto v = parse_integer(item);
   if (!v) throw std::invalid_argument(flag + ": '" + item + "' is not an integer");
   return *v;
+}
+
+// %g: "0.05", "1e-05".
+std::string format_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
 }
 
 std::vector<uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
@@ -98,23 +108,31 @@ Canvas quality_plot(const std::vector<SweepRow>& rows) {
   return draw_plot({psnr, err});
 }
 
+/// One point of a sampler's axis: its step count, or for an adaptive sampler
+/// its tolerance (rtol; the steps it ignores are requested as 1).
+struct AxisSetting {
+  int64_t steps = 0;
+  std::optional<double> rtol;
+};
+
 /// One unit and where it sits in the sweep.
 struct PlannedUnit {
   SweepUnit unit;
   size_t prompt_i = 0;
   uint64_t seed = 0;
   bool reference = false;  ///< the (prompt, seed)'s reference run
-  std::string sampler;     ///< swept runs: the sampler and steps
-  int64_t steps = 0;
+  std::string sampler;     ///< swept runs: the sampler and its setting
+  AxisSetting setting;
 };
 
 /// The sweep's units in the order of the single-process loops: per prompt,
-/// per seed, the reference, then every sampler × steps. Each spec holds the
+/// per seed, the reference, then every sampler × setting. Each spec holds the
 /// unit's settings and the sweep-wide context; each cost is the expected NFE
 /// times the rows of a UNet call.
-template <typename RequestFor>
+template <typename RequestFor, typename SettingsOf, typename RequestAt>
 std::vector<PlannedUnit> plan_units(const SweepOptions& o, const Pipeline& pipe, const GenerateRequest& base,
-                                    const SweepReference& reference, bool exact, const RequestFor& request_for) {
+                                    const SweepReference& reference, bool exact, const RequestFor& request_for,
+                                    const SettingsOf& settings_of, const RequestAt& request_at) {
   const nlohmann::json context = {{"model", o.model.empty() ? std::string("(embedded)") : o.model},
                                   {"model_name", pipe.manifest().name},
                                   {"negative_prompt", o.negative_prompt},
@@ -127,9 +145,11 @@ std::vector<PlannedUnit> plan_units(const SweepOptions& o, const Pipeline& pipe,
                                   {"attention", o.rt.attention},
                                   {"fusion", o.rt.fusion}};
   const double rows = pipe.conditional() && base.cfg_scale != 1.0 ? 2.0 : 1.0;
-  std::map<std::pair<std::string, int64_t>, double> nfe;  // the dry runs, once per setting
+  std::map<std::tuple<std::string, int64_t, std::string>, double> nfe;  // the dry runs, once per setting
   auto cost_of = [&](const GenerateRequest& r) {
-    auto [it, fresh] = nfe.try_emplace({r.sampler, r.steps}, 0.0);
+    const auto rtol = r.sampler_options.find("rtol");
+    auto [it, fresh] =
+        nfe.try_emplace({r.sampler, r.steps, rtol == r.sampler_options.end() ? std::string() : rtol->second}, 0.0);
     if (fresh) it->second = expected_nfe(pipe, r);
     return it->second * rows;
   };
@@ -149,18 +169,18 @@ std::vector<PlannedUnit> plan_units(const SweepOptions& o, const Pipeline& pipe,
       ref.unit.name();
       units.push_back(ref);
       for (const std::string& sampler : o.samplers)
-        for (int64_t steps : o.steps) {
-          const GenerateRequest r = request_for(sampler, steps, true);
+        for (const AxisSetting& st : settings_of(sampler)) {
+          const GenerateRequest r = request_at(sampler, st, true);
           PlannedUnit u;
           u.prompt_i = pi;
           u.seed = seed;
           u.sampler = sampler;
-          u.steps = steps;
+          u.setting = st;
           nlohmann::json picard = nullptr;
           if (r.picard)
             picard = {{"window", r.picard->window}, {"tol", r.picard->tol}, {"max_rounds", r.picard->max_rounds}};
           u.unit.spec = {{"kind", "run"},      {"prompt", o.prompts[pi]}, {"seed", seed},
-                         {"sampler", sampler}, {"steps", steps},          {"sampler_options", r.sampler_options},
+                         {"sampler", sampler}, {"steps", st.steps},       {"sampler_options", r.sampler_options},
                          {"picard", picard},   {"context", context}};
           u.unit.cost = cost_of(r);
           u.unit.name();
@@ -187,6 +207,16 @@ std::vector<std::string> parse_list(const std::string& flag, const std::string& 
 std::vector<int64_t> parse_int_list(const std::string& flag, const std::string& text) {
   std::vector<int64_t> out;
   for (const std::string& item : parse_list(flag, text)) out.push_back(parse_int(flag, item));
+  return out;
+}
+
+std::vector<double> parse_real_list(const std::string& flag, const std::string& text) {
+  std::vector<double> out;
+  for (const std::string& item : parse_list(flag, text)) {
+    const std::optional<double> v = parse_real(item);
+    if (!v) throw std::invalid_argument(flag + ": '" + item + "' is not a number");
+    out.push_back(*v);
+  }
   return out;
 }
 
@@ -221,11 +251,26 @@ void check_sweep_options(SweepOptions& o) {
   };
   drop_repeats(o.samplers);
   drop_repeats(o.steps);
+  drop_repeats(o.tolerances);
   drop_repeats(o.seeds);
   drop_repeats(o.prompts);
-  if (o.steps.empty()) throw std::invalid_argument("--steps: the list is empty");
+  const bool all_adaptive =
+      std::all_of(o.samplers.begin(), o.samplers.end(), [](const auto& n) { return find_sampler(n).adaptive; });
+  if (o.steps.empty() && !all_adaptive) throw std::invalid_argument("--steps: the list is empty");
   for (int64_t s : o.steps)
     if (s < 1) throw std::invalid_argument("--steps: must be at least 1, got " + std::to_string(s));
+  for (double t : o.tolerances)
+    if (!(t > 0)) throw std::invalid_argument("--tolerances: must be above 0, got " + std::to_string(t));
+  if (!o.tolerances.empty() &&
+      std::none_of(o.samplers.begin(), o.samplers.end(), [](const auto& n) { return find_sampler(n).adaptive; }))
+    throw std::invalid_argument("--tolerances: no swept sampler is adaptive (e.g. dpm_adaptive)");
+  for (double t : o.tolerances)
+    for (const std::string& name : o.samplers)
+      if (find_sampler(name).adaptive) try {
+          resolve_sampler_options(find_sampler(name), {{"rtol", std::to_string(t)}});
+        } catch (const SamplerError& e) {
+          throw std::invalid_argument(std::string("--tolerances: ") + e.what());
+        }
   if (o.seeds.empty()) throw std::invalid_argument("--seeds: the list is empty");
   if (o.prompts.empty()) o.prompts.push_back("");
   if (!o.reference.empty()) parse_reference(o.reference);
@@ -282,6 +327,29 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress, dist::Group
     return r;
   };
 
+  // Each sampler's axis: its step counts, or for an adaptive sampler its
+  // tolerances (rtol; steps are ignored by it and requested as 1).
+  using Setting = AxisSetting;
+  auto settings_of = [&](const std::string& sampler) {
+    std::vector<Setting> out;
+    if (find_sampler(sampler).adaptive) {
+      if (o.tolerances.empty()) out.push_back({1, std::nullopt});
+      for (double t : o.tolerances) out.push_back({1, t});
+    } else {
+      for (int64_t n : o.steps) out.push_back({n, std::nullopt});
+    }
+    return out;
+  };
+  auto request_at = [&](const std::string& sampler, const Setting& st, bool with_picard) {
+    GenerateRequest r = request_for(sampler, st.steps, with_picard);
+    if (st.rtol) r.sampler_options["rtol"] = format_number(*st.rtol);
+    return r;
+  };
+  size_t columns = 0;  // of the contact sheet, before the reference's
+  for (const std::string& s : o.samplers) {
+    columns = std::max(columns, settings_of(s).size());
+  }
+
   SweepResult res;
   if (!o.reference.empty()) res.reference = parse_reference(o.reference);
   const std::optional<NoisePoint> exact =
@@ -289,12 +357,13 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress, dist::Group
   if (!exact && o.reference.empty()) res.reference = {"unipc", 250};
   // Every request is checked before any work.
   for (const std::string& s : o.samplers)
-    for (int64_t n : o.steps) pipe->check(request_for(s, n, true));
+    for (const Setting& st : settings_of(s)) pipe->check(request_at(s, st, true));
   if (!exact) pipe->check(request_for(res.reference.sampler, res.reference.steps, false));
 
   // The units, in the order of the single-process loops (the rows follow it).
-  const std::vector<PlannedUnit> units = plan_units(o, *pipe, base, res.reference, exact.has_value(), request_for);
-  const int64_t fewest_steps = *std::min_element(o.steps.begin(), o.steps.end());
+  const std::vector<PlannedUnit> units =
+      plan_units(o, *pipe, base, res.reference, exact.has_value(), request_for, settings_of, request_at);
+  const Setting first_setting = settings_of(o.samplers.front()).front();
   const std::vector<int64_t> shape = pipe->sample_shape(base.width, base.height);
   const std::filesystem::path units_dir = o.out / "units";
   std::error_code ec;
@@ -342,14 +411,14 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress, dist::Group
   if (!mine.empty()) {
     // Warm-up, untimed: first calls allocate, load kernels and tune, which
     // would inflate the first unit's wall_ms.
-    GenerateRequest r = request_for(o.samplers.front(), fewest_steps, true);
+    GenerateRequest r = request_at(o.samplers.front(), first_setting, true);
     r.seed = o.seeds.front();
     pipe->generate(cond_of(0), r);
   }
   std::optional<double> flops_per_row;
   // FLOPs per UNet batch row: they depend on the size and the model only (not on
   // the prompt, the sampler or the steps), so one profiled call serves every row.
-  if (root) flops_per_row = unet_flops_per_row(*pipe, cond_of(0), request_for(o.samplers.front(), fewest_steps, false));
+  if (root) flops_per_row = unet_flops_per_row(*pipe, cond_of(0), request_at(o.samplers.front(), first_setting, false));
 
   // This rank's units, each written to units/ as it finishes.
   nlohmann::json finished = nlohmann::json::array();
@@ -366,7 +435,7 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress, dist::Group
       r.image = ref.image;
     } else {
       GenerateRequest rq = p.reference ? request_for(res.reference.sampler, res.reference.steps, false)
-                                       : request_for(p.sampler, p.steps, true);
+                                       : request_at(p.sampler, p.setting, true);
       rq.seed = p.seed;
       rq.init_noise = noise;
       GenerateResult gr = pipe->generate(cond_of(p.prompt_i), rq);
@@ -407,15 +476,19 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress, dist::Group
       const UnitResult& ref = results.at(i++);
       std::vector<Image> tiles;
       for (const std::string& sampler : o.samplers) {
-        for (int64_t steps : o.steps) {
+        const SamplerInfo& info = find_sampler(sampler);
+        size_t tile = 0;
+        for (const Setting& st : settings_of(sampler)) {
           const UnitResult& u = results.at(i++);
+          const GenerateRequest r = request_at(sampler, st, true);
           SweepRow row;
           row.prompt = prompt;
           row.sampler = sampler;
-          row.steps = steps;
+          row.steps = info.adaptive ? 0 : st.steps;
+          if (info.adaptive) row.rtol = resolve_sampler_options(info, r.sampler_options).real("rtol");
           row.seed = seed;
           row.nfe = u.nfe;
-          row.stochastic = draws_step_noise(request_for(sampler, steps, true));
+          row.stochastic = draws_step_noise(r);
           row.unet_calls = u.unet_calls;
           if (flops_per_row) row.unet_flops = *flops_per_row * double(u.unet_rows);
           row.wall_ms = u.wall_ms;
@@ -425,16 +498,29 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress, dist::Group
           row.ssim = ssim(u.image, ref.image);
           row.rank = u.rank;
           res.rows.push_back(row);
-          tiles.push_back(u.image);
+          tiles.push_back(u.image);  // an adaptive sampler's tolerances fill the columns in order
+          ++tile;
         }
+        for (; tile < columns; ++tile) tiles.push_back(Image{});
         tiles.push_back(ref.image);
       }
       std::vector<std::string> cols;
-      for (int64_t steps : o.steps) cols.push_back(std::to_string(steps));
+      for (size_t k = 0; k < columns; ++k) cols.push_back(k < o.steps.size() ? std::to_string(o.steps[k]) : "");
       cols.push_back("ref");
       const std::string title = (prompt.empty() ? std::string("(no prompt)") : "\"" + prompt + "\"") + "  seed " +
                                 std::to_string(seed) + "  columns: steps; ref = " + res.reference.describe();
-      const Canvas sheet = draw_contact_sheet(o.samplers, cols, tiles, ref.image.width, ref.image.height, title);
+      std::vector<std::string> row_labels;
+      for (const std::string& sampler : o.samplers) {
+        std::string label = sampler;
+        if (find_sampler(sampler).adaptive) {
+          label += " (rtol";
+          for (const Setting& st : settings_of(sampler))
+            label += " " + (st.rtol ? format_number(*st.rtol) : std::string("default"));
+          label += ")";
+        }
+        row_labels.push_back(label);
+      }
+      const Canvas sheet = draw_contact_sheet(row_labels, cols, tiles, ref.image.width, ref.image.height, title);
       outputs.emplace_back(o.out / sheet_name(o, pi, seed), canvas_png(sheet, title));
     }
   }

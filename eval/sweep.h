@@ -25,6 +25,9 @@ struct SweepOptions {
   std::string negative_prompt;
   std::vector<std::string> samplers;  ///< registry names or aliases
   std::vector<int64_t> steps;         ///< each >= 1
+  /// The axis that replaces `steps` for adaptive samplers (SamplerInfo::adaptive,
+  /// e.g. dpm_adaptive): their `rtol` values, each > 0. Empty: the sampler's default rtol.
+  std::vector<double> tolerances;
   std::vector<uint64_t> seeds = {0};
   std::optional<double> cfg_scale;       ///< default: the model's
   std::optional<int64_t> width, height;  ///< pixels; default: the model's
@@ -47,9 +50,10 @@ struct SweepReference {
 /// One results.csv row: one prompt × sampler × steps × seed.
 struct SweepRow {
   std::string prompt, sampler;
-  int64_t steps = 0;
+  int64_t steps = 0;           ///< requested steps; 0 for an adaptive sampler's row (see rtol)
+  std::optional<double> rtol;  ///< an adaptive sampler's tolerance (its setting instead of steps)
   uint64_t seed = 0;
-  int64_t nfe = 0, unet_calls = 0;
+  int64_t nfe = 0, unet_calls = 0;   ///< what the run used (an adaptive sampler's NFE is its own choice)
   std::optional<double> unet_flops;  ///< UNet FLOPs of the run (unet_rows × FLOPs per row); none for analytic models
   double wall_ms = 0;                ///< sampling + decoding, milliseconds
   double rmse_latent = 0;            ///< RMSE of the final sample against the reference's, model space
@@ -79,11 +83,16 @@ std::vector<std::string> parse_list(const std::string& flag, const std::string& 
 /// naming the flag and the item.
 std::vector<int64_t> parse_int_list(const std::string& flag, const std::string& text);
 
+/// parse_list, then each item as a finite number. Throws std::invalid_argument
+/// naming the flag and the item.
+std::vector<double> parse_real_list(const std::string& flag, const std::string& text);
+
 /// "SAMPLER:STEPS". Throws std::invalid_argument naming --reference.
 SweepReference parse_reference(const std::string& text);
 
 /// Checks everything that needs no model: sampler names (canonicalised:
-/// aliases become registry names), steps >= 1, seeds, prompts, the
+/// aliases become registry names), steps >= 1, tolerances > 0 (and only
+/// with an adaptive sampler), seeds, prompts, the
 /// reference, sampler options against the samplers, and that the output
 /// folder can be created and written. Repeated samplers (an alias beside its
 /// name too), steps, seeds and prompts are dropped, the first kept. Throws std::invalid_argument,
@@ -116,7 +125,8 @@ void check_sweep_options(SweepOptions& o);
 SweepResult run_sweep(SweepOptions o, const SweepProgress& progress = {}, dist::Group* group = nullptr);
 
 /// results.csv text (RFC 4180; header row, one row per SweepRow; numbers
-/// with 6 significant digits, inf for infinite PSNR).
+/// with 6 significant digits, inf for infinite PSNR). The last column,
+/// rtol, is empty for fixed-step rows; an adaptive row's steps cell is empty.
 std::string format_results_csv(const std::vector<SweepRow>& rows);
 
 /// summary.md text: per (sampler, steps), averaged over prompts and seeds

@@ -1,6 +1,7 @@
 // Pieces shared by sweep.cpp and sweep_report.cpp (not a public interface).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,9 +13,13 @@ namespace fewstep {
 struct SweepSetting {
   std::string sampler;
   int64_t steps = 0;
+  std::optional<double> rtol;  ///< adaptive samplers: the setting is a tolerance
   double nfe = 0, wall_ms = 0, rmse_latent = 0, ssim = 0;
   double psnr_db = 0;  ///< from the mean squared image error
 };
+
+/// "8" (steps) or "rtol 0.05" (an adaptive sampler's tolerance).
+std::string setting_label(const SweepSetting& s);
 
 /// Settings in first-seen order of the rows.
 std::vector<SweepSetting> aggregate_settings(const std::vector<SweepRow>& rows);

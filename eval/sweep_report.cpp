@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <map>
 #include <sstream>
+#include <tuple>
 
 #include "eval/sweep_internal.h"
 #include "samplers/registry.h"
@@ -50,16 +51,19 @@ std::string ms(double v) {
 
 }  // namespace
 
+std::string setting_label(const SweepSetting& s) { return s.rtol ? "rtol " + num(*s.rtol) : std::to_string(s.steps); }
+
 std::vector<SweepSetting> aggregate_settings(const std::vector<SweepRow>& rows) {
   std::vector<SweepSetting> out;
-  std::map<std::pair<std::string, int64_t>, size_t> index;
+  std::map<std::tuple<std::string, int64_t, double>, size_t> index;
   std::vector<double> mse, n;
   for (const SweepRow& r : rows) {
-    auto [it, fresh] = index.try_emplace({r.sampler, r.steps}, out.size());
+    auto [it, fresh] = index.try_emplace({r.sampler, r.steps, r.rtol.value_or(-1.0)}, out.size());
     if (fresh) {
       SweepSetting fresh_setting;
       fresh_setting.sampler = r.sampler;
       fresh_setting.steps = r.steps;
+      fresh_setting.rtol = r.rtol;
       out.push_back(fresh_setting);
       mse.push_back(0);
       n.push_back(0);
@@ -107,13 +111,14 @@ std::vector<SweepSetting> pareto_front(const std::vector<SweepSetting>& settings
 
 std::string format_results_csv(const std::vector<SweepRow>& rows) {
   std::ostringstream s;
-  s << "prompt,sampler,steps,seed,nfe,unet_calls,unet_flops,wall_ms,rmse_latent,rmse,psnr_db,ssim,rank\n";
+  s << "prompt,sampler,steps,seed,nfe,unet_calls,unet_flops,wall_ms,rmse_latent,rmse,psnr_db,ssim,rtol,rank\n";
   for (const SweepRow& r : rows) {
     char flops[32] = "";
     if (r.unet_flops) std::snprintf(flops, sizeof(flops), "%.0f", *r.unet_flops);
-    s << csv_field(r.prompt) << ',' << r.sampler << ',' << r.steps << ',' << r.seed << ',' << r.nfe << ','
-      << r.unet_calls << ',' << flops << ',' << num(r.wall_ms) << ',' << num(r.rmse_latent) << ',' << num(r.rmse) << ','
-      << num(r.psnr_db) << ',' << num(r.ssim) << ',' << r.rank << '\n';
+    s << csv_field(r.prompt) << ',' << r.sampler << ',' << (r.rtol ? std::string() : std::to_string(r.steps)) << ','
+      << r.seed << ',' << r.nfe << ',' << r.unet_calls << ',' << flops << ',' << num(r.wall_ms) << ','
+      << num(r.rmse_latent) << ',' << num(r.rmse) << ',' << num(r.psnr_db) << ',' << num(r.ssim) << ','
+      << (r.rtol ? num(*r.rtol) : std::string()) << ',' << r.rank << '\n';
   }
   return s.str();
 }
@@ -124,7 +129,8 @@ std::string format_summary_md(const std::vector<SweepRow>& rows, const SweepRefe
   std::ostringstream s;
   s << "# Sweep summary\n\n"
     << "Model `" << model << "`; reference: " << reference.describe() << ". "
-    << "Each setting (sampler, steps) is averaged over prompts and seeds; PSNR (8-bit images, peak 1 on the "
+    << "Each setting (sampler, steps; rtol for an adaptive sampler) is averaged over prompts and seeds; PSNR (8-bit "
+       "images, peak 1 on the "
        "[0, 1] scale) is computed from the mean squared error, wall time is sampling plus decoding.\n\n";
   std::string stochastic;
   for (const SweepRow& r : rows)
@@ -141,7 +147,7 @@ std::string format_summary_md(const std::vector<SweepRow>& rows, const SweepRefe
     << "| sampler | steps | NFE | PSNR (dB) | SSIM | RMSE latent | wall (ms) |\n"
     << "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
   for (const SweepSetting& p : pareto_front(settings))
-    s << "| " << p.sampler << " | " << p.steps << " | " << num(p.nfe) << " | " << db(p.psnr_db) << " | "
+    s << "| " << p.sampler << " | " << setting_label(p) << " | " << num(p.nfe) << " | " << db(p.psnr_db) << " | "
       << fixed4(p.ssim) << " | " << num(p.rmse_latent) << " | " << ms(p.wall_ms) << " |\n";
 
   s << "\n## Fewest steps within 1 dB of each sampler's best\n\n"
@@ -154,11 +160,13 @@ std::string format_summary_md(const std::vector<SweepRow>& rows, const SweepRefe
     const SweepSetting* best = nullptr;
     for (const SweepSetting& p : settings)
       if (p.sampler == name && (!best || p.psnr_db > best->psnr_db)) best = &p;
+    // Fewest steps; for an adaptive sampler, the setting with the fewest NFE.
+    auto cost = [](const SweepSetting& p) { return p.rtol ? p.nfe : double(p.steps); };
     const SweepSetting* fewest = nullptr;
     for (const SweepSetting& p : settings)
-      if (p.sampler == name && p.psnr_db >= best->psnr_db - 1.0 && (!fewest || p.steps < fewest->steps)) fewest = &p;
-    s << "| " << name << " | " << db(best->psnr_db) << " | " << best->steps << " | " << fewest->steps << " | "
-      << db(fewest->psnr_db) << " |\n";
+      if (p.sampler == name && p.psnr_db >= best->psnr_db - 1.0 && (!fewest || cost(p) < cost(*fewest))) fewest = &p;
+    s << "| " << name << " | " << db(best->psnr_db) << " | " << setting_label(*best) << " | " << setting_label(*fewest)
+      << " | " << db(fewest->psnr_db) << " |\n";
   }
 
   s << "\n## Cheapest setting with PSNR of at least 30 dB\n\n";
@@ -169,8 +177,8 @@ std::string format_summary_md(const std::vector<SweepRow>& rows, const SweepRefe
         (!cheapest || p.nfe < cheapest->nfe || (p.nfe == cheapest->nfe && p.psnr_db > cheapest->psnr_db)))
       cheapest = &p;
   if (cheapest)
-    s << "`" << cheapest->sampler << "` at " << cheapest->steps << " steps: " << db(cheapest->psnr_db) << " dB, NFE "
-      << num(cheapest->nfe) << ", " << ms(cheapest->wall_ms) << " ms.\n";
+    s << "`" << cheapest->sampler << "` at " << setting_label(*cheapest) << (cheapest->rtol ? "" : " steps") << ": "
+      << db(cheapest->psnr_db) << " dB, NFE " << num(cheapest->nfe) << ", " << ms(cheapest->wall_ms) << " ms.\n";
   else
     s << "None: no setting reached 30 dB against the reference. Try more steps.\n";
   return s.str();

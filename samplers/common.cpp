@@ -1,7 +1,12 @@
 // Shared sampler helpers; see common.h.
 #include "samplers/common.h"
 
+#include "samplers/schedule.h"
+
 #include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cmath>
 
 namespace fewstep {
 
@@ -35,6 +40,34 @@ NoiseLevels levels_at(const Schedule& s, int64_t i, int64_t rows) {
           at::full({rows}, timestep_at(s, i), opts)};
 }
 
+namespace {
+// A flow schedule's timestep scale T (timestep = σ·T at every point).
+double flow_timestep_scale(const Schedule& s) {
+  for (int64_t i = 0; i <= s.steps(); ++i)
+    if (sigma_at(s, i) > 0 && timestep_at(s, i) > 0) return timestep_at(s, i) / sigma_at(s, i);
+  return 1000.0;  // no point to read it from; diffusers' default num_train_timesteps
+}
+}  // namespace
+
+NoisePoint point_at_timestep(const Schedule& s, double t) {
+  if (!is_flow_path(s)) return vp_point_at_timestep(s.alphas_cumprod, t);
+  const double sigma = std::clamp(t / flow_timestep_scale(s), 0.0, 1.0);
+  return {t, 1.0 - sigma, sigma};
+}
+
+NoisePoint point_at_lambda(const Schedule& s, double lambda) {
+  if (!is_flow_path(s)) return vp_point_at_k_sigma(s.alphas_cumprod, std::exp(-lambda));
+  const double t = 1.0 / (1.0 + std::exp(lambda));
+  return {t * flow_timestep_scale(s), 1.0 - t, t};
+}
+
+DenoiserOutput denoise_at_point(SamplerContext& ctx, const at::Tensor& x, const NoisePoint& p) {
+  const int64_t rows = x.size(0);
+  auto opts = at::TensorOptions().dtype(at::kDouble);
+  return ctx.denoiser(
+      x, {at::full({rows}, p.alpha, opts), at::full({rows}, p.sigma, opts), at::full({rows}, p.timestep, opts)});
+}
+
 DenoiserOutput denoise_at(SamplerContext& ctx, const at::Tensor& x, int64_t i) {
   return ctx.denoiser(x, levels_at(ctx.schedule, i, x.size(0)));
 }
@@ -44,6 +77,16 @@ at::Tensor noise_like(StepNoise* noise, int64_t i, const at::Tensor& like) {
   const at::Tensor& z = noise->at_step(i);
   if (z.sizes() != like.sizes()) throw SamplerError("step noise shape differs from the sample's");
   return z.to(like.device(), like.scalar_type());
+}
+
+std::vector<SamplerOptionInfo> schedule_options_ending_at_sigma_min(const std::string& twin) {
+  std::vector<SamplerOptionInfo> o = schedule_options();
+  for (SamplerOptionInfo& s : o)
+    if (s.name == "final_sigmas_type") {
+      s.default_value = "sigma_min";
+      s.help = "the last step's target: the smallest training sigma (default, as " + twin + ") or sigma 0 (returns x0)";
+    }
+  return o;
 }
 
 void report(SamplerContext& ctx, int64_t i, const at::Tensor& x) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "samplers/sampler.h"
+#include "samplers/schedule.h"
 
 #include <cmath>
 #include <limits>
@@ -27,8 +28,33 @@ bool is_flow_path(const Schedule& s);
 /// Noise levels of point i repeated for `rows` rows.
 NoiseLevels levels_at(const Schedule& s, int64_t i, int64_t rows);
 
+/// Karras et al. 2022's ODE coordinates (§2, Eq. 4 with s(t) = c): y = x/c,
+/// τ = σ/c, in which dy/dτ = (y - x0)/τ = (x - c·x0)/σ. c = α on
+/// variance-preserving paths (τ is k-diffusion's sigma σ/α) and c = 1 on flow
+/// paths (τ = t, so a run starting at α = 0 stays finite).
+inline double ode_scale(const Schedule& s, int64_t i, bool flow) { return flow ? 1.0 : alpha_at(s, i); }
+
+/// The point of the schedule's noise path at model timestep t (fractional
+/// allowed), mapped as the model reads timesteps: VP by the log-SNR map
+/// (vp_point_at_timestep over s.alphas_cumprod), flow by σ = t/T with T the
+/// schedule's timestep scale (timestep = σ·T at every flow point).
+NoisePoint point_at_timestep(const Schedule& s, double t);
+
+/// The point of the schedule's noise path with half log-SNR λ = log(α/σ)
+/// (DPM-Solver, Lu et al. 2022 Eq. 3.3), for samplers that evaluate the model
+/// between schedule points: VP: vp_point_at_k_sigma(e^-λ); flow: t = 1/(1+e^λ).
+NoisePoint point_at_lambda(const Schedule& s, double lambda);
+
+/// The denoiser's output for x at an arbitrary point p (all rows there).
+DenoiserOutput denoise_at_point(SamplerContext& ctx, const at::Tensor& x, const NoisePoint& p);
+
 /// The denoiser's output for x at point i (all rows at that point).
 DenoiserOutput denoise_at(SamplerContext& ctx, const at::Tensor& x, int64_t i);
+
+/// schedule_options() with final_sigmas_type defaulting to sigma_min, for
+/// samplers whose diffusers twin ends at the smallest training sigma (ᾱ_0's
+/// point) rather than at 0; `twin` names it in the option's help.
+std::vector<SamplerOptionInfo> schedule_options_ending_at_sigma_min(const std::string& twin);
 
 /// Step i's Gaussian noise, shaped like `like`, on its device and dtype.
 /// Throws SamplerError when the run has no StepNoise.

@@ -45,6 +45,7 @@ SamplerInfo heun_sampler() {
   info.family = "euler";
   info.options = schedule_options();
   info.help = "Heun's 2nd-order method (Karras et al. 2022, Alg. 1); 2 NFE per step, Euler on the last";
+  info.nfe = "2N-1 (2N with a final sigma > 0)";
   info.run = run_heun;
   return info;
 }

@@ -6,11 +6,42 @@
 namespace fewstep {
 const std::vector<SamplerInfo>& sampler_registry() {
   static const std::vector<SamplerInfo> registry = {
-      ddim_sampler(),       ddpm_sampler(),     euler_sampler(),    euler_ancestral_sampler(),
-      heun_sampler(),       dpmpp_2m_sampler(), dpmpp_3m_sampler(), dpmpp_2m_sde_sampler(),
-      dpm_solver_sampler(), unipc_sampler(),    lcm_sampler(),
+      ddim_sampler(),       ddpm_sampler(),
+      euler_sampler(),      euler_ancestral_sampler(),
+      heun_sampler(),       dpmpp_2m_sampler(),
+      dpmpp_3m_sampler(),   dpmpp_2m_sde_sampler(),
+      dpm_solver_sampler(), unipc_sampler(),
+      lcm_sampler(),        pndm_sampler(),
+      plms_sampler(),       ipndm_sampler(),
+      ipndm_v_sampler(),    deis_sampler(),
+      lms_sampler(),        dpmpp_2s_ancestral_sampler(),
+      tcd_sampler(),        dpm_adaptive_sampler(),
   };
   return registry;
+}
+
+std::optional<std::string> diffusers_twin(const SamplerInfo& info) {
+  const std::string suffix = "Scheduler";
+  for (const auto& alias : info.aliases)
+    if (alias.size() > suffix.size() && alias.compare(alias.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return alias;
+  return std::nullopt;
+}
+
+std::optional<std::string> diffusers_peer(const SamplerInfo& info) {
+  if (auto twin = diffusers_twin(info)) return twin;
+  // Samplers that are another configuration of a twin's class, so answer to
+  // no class name of their own: plms is PNDMScheduler(skip_prk_steps=True),
+  // dpmpp_3m and dpmpp_2m_sde are DPMSolverMultistepScheduler with
+  // solver_order=3 and algorithm_type="sde-dpmsolver++".
+  static const std::pair<const char*, const char*> variants[] = {
+      {"plms", "PNDMScheduler"},
+      {"dpmpp_3m", "DPMSolverMultistepScheduler"},
+      {"dpmpp_2m_sde", "DPMSolverMultistepScheduler"},
+  };
+  for (const auto& [name, cls] : variants)
+    if (info.name == name) return std::string(cls);
+  return std::nullopt;
 }
 
 const SamplerInfo& find_sampler(const std::string& name) {

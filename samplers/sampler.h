@@ -107,12 +107,22 @@ using StepRule = std::function<at::Tensor(const StepInput&)>;
 
 struct SamplerInfo {
   std::string name;
-  std::vector<std::string> aliases;  ///< diffusers class names
+  /// Other names it answers to: diffusers scheduler class names (ending in
+  /// "Scheduler"; the first is its diffusers twin, see diffusers_twin()) and
+  /// stable-diffusion.cpp's and A1111's names.
+  std::vector<std::string> aliases;
   int order = 1;
   bool stochastic = false;
   std::string family;  ///< which diffusers spacing definition: "ddim" | "dpm" | "euler" | "lcm"
   std::vector<SamplerOptionInfo> options;
   std::string help;
+  /// Denoiser evaluations of an N-step run, as the docs print it ("N",
+  /// "2N-1", "N+1", ...); the registry test checks each against a run.
+  std::string nfe = "N";
+  /// True when the sampler picks its own steps by error control: the
+  /// schedule gives only its end points (point 0 and the final point) and
+  /// the step count is ignored; its NFE depends on its tolerance options.
+  bool adaptive = false;
   /// Runs the sampler from x at schedule point 0 ([B, C, H, W], already
   /// scaled to the initial noise level); returns the sample at point N.
   std::function<at::Tensor(SamplerContext&, at::Tensor x)> run;

@@ -18,5 +18,14 @@ SamplerInfo dpmpp_2m_sde_sampler();
 SamplerInfo dpm_solver_sampler();
 SamplerInfo unipc_sampler();
 SamplerInfo lcm_sampler();
+SamplerInfo pndm_sampler();
+SamplerInfo plms_sampler();
+SamplerInfo ipndm_sampler();
+SamplerInfo ipndm_v_sampler();
+SamplerInfo deis_sampler();
+SamplerInfo lms_sampler();
+SamplerInfo dpmpp_2s_ancestral_sampler();
+SamplerInfo tcd_sampler();
+SamplerInfo dpm_adaptive_sampler();
 
 }  // namespace fewstep

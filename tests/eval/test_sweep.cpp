@@ -47,12 +47,13 @@ std::vector<std::vector<std::string>> read_csv(const fs::path& file) {
   return rows;
 }
 
-// The deterministic ODE samplers of the registry (stochastic ones and lcm,
-// a consistency sampler, are not ODE solvers).
+// The deterministic fixed-step ODE samplers of the registry (stochastic ones
+// and lcm, a consistency sampler, are not ODE solvers; adaptive ones ignore
+// the step count: see AdaptiveSamplerSweepsTolerances).
 std::vector<std::string> ode_samplers() {
   std::vector<std::string> out;
   for (const SamplerInfo& s : sampler_registry())
-    if (!s.stochastic && s.name != "lcm") out.push_back(s.name);
+    if (!s.stochastic && s.name != "lcm" && !s.adaptive) out.push_back(s.name);
   return out;
 }
 
@@ -63,6 +64,9 @@ TEST(SweepGaussian, ErrorFallsWithStepsForEveryOdeSampler) {
   o.model = "analytic:gaussian:shape=3x8x8";
   o.samplers = ode_samplers();
   o.steps = {1, 2, 4, 8, 16};
+  // The reference ends at sigma 0: so does every run (pndm, plms and deis
+  // would end at the training sigma_min by default, a bias that does not shrink).
+  o.sampler_options = {{"final_sigmas_type", "zero"}};
   o.seeds = {3};
   o.timestep_spacing = "trailing";
   o.rt.dtype = "fp64";
@@ -82,7 +86,7 @@ TEST(SweepGaussian, ErrorFallsWithStepsForEveryOdeSampler) {
   ASSERT_EQ(csv.size(), 1 + o.samplers.size() * 5);
   const std::vector<std::string> header = {"prompt",     "sampler",    "steps",   "seed",        "nfe",
                                            "unet_calls", "unet_flops", "wall_ms", "rmse_latent", "rmse",
-                                           "psnr_db",    "ssim",       "rank"};
+                                           "psnr_db",    "ssim",       "rtol",    "rank"};
   EXPECT_EQ(csv[0], header);
   std::map<std::string, std::vector<std::pair<int64_t, double>>> err;
   for (size_t i = 1; i < csv.size(); ++i) {
@@ -113,6 +117,55 @@ TEST(SweepGaussian, ErrorFallsWithStepsForEveryOdeSampler) {
   EXPECT_EQ(h, l.height);
   EXPECT_EQ(l.cols, int(o.steps.size()) + 1);
   EXPECT_EQ(l.rows, int(o.samplers.size()));
+  fs::remove_all(o.out);
+}
+
+// An adaptive sampler's axis is --tolerances: each row records its rtol and
+// the NFE it used; a tighter tolerance costs more NFE and lands closer to the
+// exact reference. Fixed-step samplers beside it keep their steps.
+TEST(SweepGaussian, AdaptiveSamplerSweepsTolerances) {
+  SweepOptions o;
+  o.model = "analytic:gaussian:shape=2x4x4";
+  o.samplers = {"dpm_adaptive", "ddim"};
+  o.steps = {4, 8};
+  o.tolerances = {0.1, 0.01, 0.001};
+  o.seeds = {5};
+  o.timestep_spacing = "trailing";
+  o.sampler_options = {{"atol", "1e-9"}};
+  o.rt.dtype = "fp64";
+  o.rt.threads = 1;
+  o.out = fresh_dir("adaptive");
+  int64_t total = 0;
+  const SweepResult r = run_sweep(o, [&](int64_t, int64_t all) { total = all; });
+  EXPECT_EQ(total, 1 + 3 + 2);
+  ASSERT_EQ(r.rows.size(), 5u);
+  for (size_t k = 0; k < 3; ++k) {
+    EXPECT_EQ(r.rows[k].sampler, "dpm_adaptive");
+    EXPECT_EQ(r.rows[k].rtol.value_or(-1), o.tolerances[k]);
+    EXPECT_EQ(r.rows[k].steps, 0);
+    if (k > 0) {
+      EXPECT_GT(r.rows[k].nfe, r.rows[k - 1].nfe);
+      EXPECT_LT(r.rows[k].rmse_latent, r.rows[k - 1].rmse_latent);
+    }
+  }
+  EXPECT_FALSE(r.rows[3].rtol);
+  EXPECT_EQ(r.rows[3].steps, 4);
+  const auto csv = read_csv(o.out / "results.csv");
+  EXPECT_EQ(csv[1][2], "");      // steps
+  EXPECT_EQ(csv[1][12], "0.1");  // rtol
+  EXPECT_EQ(csv[1][4], std::to_string(r.rows[0].nfe));
+  EXPECT_EQ(csv[4][2], "4");
+  EXPECT_EQ(csv[4][12], "");
+  std::ifstream in(o.out / "summary.md");
+  const std::string summary((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(summary.find("rtol 0.001"), std::string::npos) << summary;
+  // Without an adaptive sampler, or with a tolerance not above 0: refused.
+  SweepOptions bad = o;
+  bad.samplers = {"ddim"};
+  EXPECT_THROW(check_sweep_options(bad), std::invalid_argument);
+  bad = o;
+  bad.tolerances = {0.1, 0.0};
+  EXPECT_THROW(check_sweep_options(bad), std::invalid_argument);
   fs::remove_all(o.out);
 }
 
@@ -228,7 +281,7 @@ TEST(SweepCsv, QuotesPromptsAndWritesInfinitePsnr) {
   r.psnr_db = std::numeric_limits<double>::infinity();
   r.ssim = 1;
   const std::string csv = format_results_csv({r});
-  EXPECT_EQ(csv.substr(csv.find('\n') + 1), "\"a \"\"red\"\", apple\",ddim,4,0,4,0,,1.5,0,0,inf,1,0\n");
+  EXPECT_EQ(csv.substr(csv.find('\n') + 1), "\"a \"\"red\"\", apple\",ddim,4,0,4,0,,1.5,0,0,inf,1,,0\n");
   r.unet_flops = 123456789012.0;
   const std::string with_flops = format_results_csv({r});
   EXPECT_NE(with_flops.find(",0,123456789012,1.5,"), std::string::npos) << with_flops;
@@ -335,6 +388,9 @@ TEST(SweepArguments, CommandLineErrors) {
       {"--samplers ''", "--samplers: the list is empty"},
       {"--samplers ddim,bogus", "--samplers: unknown sampler 'bogus'"},
       {"--samplers ddim --steps 2,-1", "--steps: must be at least 1"},
+      {"--samplers ddim --tolerances 0.1", "--tolerances: no swept sampler is adaptive"},
+      {"--samplers dpm_adaptive --tolerances 0.1,x", "--tolerances: 'x' is not a number"},
+      {"--samplers dpm_adaptive --tolerances 0.1,-1", "--tolerances: must be above 0"},
       {"--samplers ddim", "--out: cannot create folder /dev/null/x"},
   };
   for (const auto& [args, want] : cases) {

@@ -52,7 +52,9 @@ struct RunArgs {
 /// model a timestep whose point is not exactly the sampler's (Euler family:
 /// σ linear in t; DPM family with Karras/exponential sigmas: integer
 /// timesteps); measuring an integrator's order needs the ideal denoiser at the
-/// sampler's own sigma. Throws SamplerError for a timestep not in the schedule.
+/// sampler's own sigma. A timestep that is no schedule point's (a sampler's
+/// intermediate point, which samplers place with the model's own map,
+/// samplers/common.h point_at_timestep/point_at_lambda) is passed through.
 inline ModelFn exact_level_model_fn(AnalyticModel& model, const Schedule& s) {
   ModelFn inner = model.model_fn();
   const bool flow = s.alphas_cumprod.numel() == 0;
@@ -62,8 +64,7 @@ inline ModelFn exact_level_model_fn(AnalyticModel& model, const Schedule& s) {
       const double t = exact[r].item<double>();
       int64_t i = 0;
       while (i <= s.steps() && s.timesteps[i].item<double>() != t) ++i;
-      if (i > s.steps())
-        throw SamplerError("exact_level_model_fn: timestep " + std::to_string(t) + " is no schedule point's");
+      if (i > s.steps()) continue;
       const double k = s.sigmas[i].item<double>() / s.alphas[i].item<double>();
       if (!flow) exact[r] = vp_point_at_k_sigma(s.alphas_cumprod, k).timestep;
     }
@@ -83,6 +84,21 @@ inline Run run_sampler(AnalyticModel& model, const RunArgs& a) {
   r.x_start = noise.to(at::kDouble) * initial_noise_scale(r.schedule);
   r.x = sample(info, r.schedule, *denoiser, noise, resolved, a.step_seed, {}, a.picard, &r.stats);
   return r;
+}
+
+/// True when `a` (with its own options) must be refused as a schedule with
+/// no step: the sampler ends at sigma_min by default (pndm, plms, deis, tcd:
+/// their diffusers twins' ᾱ_0) and its only point already sits there (one
+/// `leading` or `linspace` step of the ddim family is at t = 0).
+inline bool has_no_step_to_sigma_min(AnalyticModel& model, const RunArgs& a) {
+  const SamplerInfo& info = find_sampler(a.sampler);
+  if (resolve_sampler_options(info, a.options).choice("final_sigmas_type") != "sigma_min") return false;
+  SamplerOptions zero = a.options;
+  zero["final_sigmas_type"] = "zero";
+  SchedulerConfig cfg = a.config.value_or(model.scheduler_config());
+  if (a.spacing) cfg.timestep_spacing = *a.spacing;
+  const Schedule s = make_schedule(cfg, info, a.steps, resolve_sampler_options(info, zero));
+  return s.steps() == 1 && s.timesteps[0].item<double>() == 0.0;
 }
 
 /// The schedule's point i as a NoisePoint.

@@ -35,8 +35,15 @@ TEST(EdgeCases, OneStepForEverySamplerSpacingAndFamily) {
       for (const std::string spacing : {"leading", "trailing", "linspace"})
         for (const std::string sigmas : {"none", "karras", "exponential", "simple"}) {
           const std::string what = info.name + " " + spacing + " " + sigmas + (m == flow.get() ? " flow" : "");
-          const test::Run r = test::run_sampler(
-              *m, {.sampler = info.name, .steps = 1, .options = {{"sigma_spacing", sigmas}}, .spacing = spacing});
+          const test::RunArgs args{
+              .sampler = info.name, .steps = 1, .options = {{"sigma_spacing", sigmas}}, .spacing = spacing};
+          if (test::has_no_step_to_sigma_min(*m, args)) {
+            // One leading/linspace step of pndm/plms sits at t = 0, their final
+            // point ᾱ_0 (diffusers' set_alpha_to_one=False): refused.
+            EXPECT_THROW(test::run_sampler(*m, args), SamplerError) << what;
+            continue;
+          }
+          const test::Run r = test::run_sampler(*m, args);
           SchedulerConfig cfg = m->scheduler_config();
           expect_valid(r.schedule, cfg, what);
           EXPECT_TRUE(finite(r.x)) << what;
@@ -247,6 +254,109 @@ TEST(EdgeCases, StepNoiseContinuesTheInitialNoiseStream) {
     const double tol = dtype == at::kFloat ? 1e-5 : 1e-12;
     EXPECT_LT((xs.at(0) - want0).abs().max().item<double>(), tol) << dtype;
     EXPECT_LT((xs.at(1) - want1).abs().max().item<double>(), tol) << dtype;
+  }
+}
+
+// Runs `name` on analytic:gaussian with SD 1.x's PNDM configuration (leading
+// spacing, steps_offset 1, final point at ᾱ_0) and records the model's
+// timestep at every call.
+struct RecordedRun {
+  Schedule schedule;
+  std::vector<double> calls;
+  at::Tensor x;
+};
+RecordedRun recorded_run(const std::string& name, int64_t steps,
+                         const std::string& spec = "analytic:gaussian:shape=2x4x4") {
+  auto model = make_analytic_model(spec);
+  SchedulerConfig cfg = model->scheduler_config();
+  cfg.timestep_spacing = "leading";
+  cfg.steps_offset = 1;
+  const SamplerInfo& info = find_sampler(name);
+  const ResolvedOptions o = resolve_sampler_options(info, {});
+  RecordedRun r;
+  r.schedule = make_schedule(cfg, info, steps, o);
+  ModelFn inner = model->model_fn();
+  ModelFn record = [&](const at::Tensor& x, const at::Tensor& t) {
+    r.calls.push_back(t[0].item<double>());
+    return inner(x, t);
+  };
+  auto denoiser = make_model_denoiser(record, cfg);
+  r.x = sample(info, r.schedule, *denoiser, test::unit_noise(*model, 2, 3, at::kDouble), o, 5, {}, {}, nullptr);
+  return r;
+}
+
+// diffusers #444: PNDMScheduler raised IndexError at 3, 9 and 27 steps (odd
+// T//N with steps_offset 1 put a Runge–Kutta half step past T-1) and needs 4
+// steps for its warm-up. Here every step count runs, the model only ever sees
+// training timesteps, and the calls follow each method:
+//  - plms: N+1 calls, t_0, t_1, t_1, t_2, ..., t_{N-1} (the second timestep
+//    twice: diffusers' skip_prk_steps start);
+//  - pndm: on each of the first min(3, N) steps t_i, t_{i+1} + ⌊g/2⌋ twice,
+//    t_{i+1} (g = t_i - t_{i+1}; the final point at ᾱ_0 has timestep 0), then
+//    t_i once per step.
+TEST(EdgeCases, PndmAndPlmsAtTheStepCountsOfDiffusers444) {
+  for (int64_t n : {1, 2, 3, 9, 27}) {
+    const RecordedRun plms = recorded_run("plms", n);
+    std::vector<double> want;
+    for (int64_t i = 0; i < n; ++i) {
+      want.push_back(plms.schedule.timesteps[i].item<double>());
+      if (i == 1) want.push_back(want.back());
+    }
+    EXPECT_EQ(plms.calls, want) << "plms " << n;
+    EXPECT_TRUE(finite(plms.x)) << n;
+
+    const RecordedRun pndm = recorded_run("pndm", n);
+    want.clear();
+    const Schedule& s = pndm.schedule;
+    for (int64_t i = 0; i < n; ++i) {
+      const double t = s.timesteps[i].item<double>(), t_next = s.timesteps[i + 1].item<double>();
+      want.push_back(t);
+      if (i < 3) {
+        const double half = t_next + std::floor((t - t_next) / 2);
+        want.insert(want.end(), {half, half, t_next});
+      }
+    }
+    EXPECT_EQ(pndm.calls, want) << "pndm " << n;
+    EXPECT_TRUE(finite(pndm.x)) << n;
+    for (double t : pndm.calls) {
+      EXPECT_GE(t, 0.0);
+      EXPECT_LE(t, 999.0);
+    }
+  }
+}
+
+// diffusers #9090: PNDMScheduler.set_timesteps(20) with SD 1.5's config gives
+// 21 timesteps, 901 twice. That is the skip_prk_steps method (the model at
+// the second timestep twice: the improved-Euler first step), so plms keeps it:
+// pinned here call by call.
+TEST(EdgeCases, PlmsRepeatsTheSecondTimestepAsDiffusers9090) {
+  const RecordedRun r = recorded_run("plms", 20);
+  std::vector<double> want = {951, 901};
+  for (double t = 901; t >= 1; t -= 50) want.push_back(t);
+  EXPECT_EQ(r.calls, want);
+  // With repeat_first_timestep=false the first step is plain: 20 calls.
+  auto model = make_analytic_model("analytic:gaussian:shape=2x4x4");
+  SchedulerConfig cfg = model->scheduler_config();
+  cfg.steps_offset = 1;
+  const test::Run plain = test::run_sampler(*model, {.sampler = "plms",
+                                                     .steps = 20,
+                                                     .options = {{"repeat_first_timestep", "false"}},
+                                                     .spacing = "leading",
+                                                     .config = cfg});
+  EXPECT_EQ(plain.stats.nfe, 20);
+}
+
+// diffusers #14816: PNDMScheduler converts v to ε after combining the model
+// outputs, at the current point, so an ε- and a v-predicting form of one
+// denoiser give different samples. Here each output is converted at its own
+// point first: both forms give the same sample.
+TEST(EdgeCases, PndmAndPlmsGiveTheSameSampleForEpsilonAndV) {
+  for (const std::string name : {"pndm", "plms"}) {
+    const RecordedRun eps = recorded_run(name, 12);
+    const RecordedRun v = recorded_run(name, 12, "analytic:gaussian:shape=2x4x4,prediction_type=v_prediction");
+    EXPECT_EQ(eps.calls, v.calls) << name;
+    EXPECT_LT((eps.x - v.x).abs().max().item<double>(), 1e-10) << name;
+    EXPECT_GT(eps.x.abs().max().item<double>(), 0.1) << name;
   }
 }
 

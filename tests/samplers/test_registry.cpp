@@ -5,15 +5,25 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <fstream>
+#include <optional>
 #include <set>
 
 namespace fewstep {
 namespace {
 
 TEST(Registry, NamesAliasesAndRows) {
-  const std::vector<std::string> expected = {"ddim",       "ddpm",     "euler",    "euler_ancestral",
-                                             "heun",       "dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde",
-                                             "dpm_solver", "unipc",    "lcm"};
+  const std::vector<std::string> expected = {"ddim",       "ddpm",
+                                             "euler",      "euler_ancestral",
+                                             "heun",       "dpmpp_2m",
+                                             "dpmpp_3m",   "dpmpp_2m_sde",
+                                             "dpm_solver", "unipc",
+                                             "lcm",        "pndm",
+                                             "plms",       "ipndm",
+                                             "ipndm_v",    "deis",
+                                             "lms",        "dpmpp_2s_ancestral",
+                                             "tcd",        "dpm_adaptive"};
   std::vector<std::string> names;
   for (const SamplerInfo& info : sampler_registry()) {
     names.push_back(info.name);
@@ -50,18 +60,65 @@ TEST(Registry, NamesAliasesAndRows) {
       {"Heun", "heun"},
       {"DDIM", "ddim"},
       {"UniPC", "unipc"},
-      {"LCM", "lcm"}};
+      {"LCM", "lcm"},
+      // issue 15's samplers
+      {"PNDMScheduler", "pndm"},
+      {"PLMS", "plms"},
+      {"DEISMultistepScheduler", "deis"},
+      {"LMSDiscreteScheduler", "lms"},
+      {"LMS", "lms"},
+      {"TCDScheduler", "tcd"},
+      {"dpm++2s_a", "dpmpp_2s_ancestral"},
+      {"DPM++ 2S a", "dpmpp_2s_ancestral"},
+      {"DPM adaptive", "dpm_adaptive"}};
   for (const auto& [alias, name] : aliases) EXPECT_EQ(find_sampler(alias).name, name);
-  for (const std::string name : {"ddim", "euler", "dpmpp_2m"}) EXPECT_TRUE(find_sampler(name).step_rule) << name;
+  for (const std::string name : {"ddim", "euler", "dpmpp_2m", "tcd"}) EXPECT_TRUE(find_sampler(name).step_rule) << name;
+  // The diffusers twin is the first alias that is a scheduler class; plms is
+  // PNDMScheduler's skip_prk_steps form and answers to no class of its own.
+  EXPECT_EQ(diffusers_twin(find_sampler("heun")).value_or(""), "HeunDiscreteScheduler");
+  EXPECT_EQ(diffusers_twin(find_sampler("pndm")).value_or(""), "PNDMScheduler");
+  EXPECT_FALSE(diffusers_twin(find_sampler("plms")));
+  EXPECT_FALSE(diffusers_twin(find_sampler("dpmpp_2m_sde")));
+  // The peer tests' class: the twin, else the class a variant configures.
+  EXPECT_EQ(diffusers_peer(find_sampler("pndm")).value_or(""), "PNDMScheduler");
+  EXPECT_EQ(diffusers_peer(find_sampler("plms")).value_or(""), "PNDMScheduler");
+  EXPECT_EQ(diffusers_peer(find_sampler("dpmpp_3m")).value_or(""), "DPMSolverMultistepScheduler");
+  EXPECT_EQ(diffusers_peer(find_sampler("dpmpp_2m_sde")).value_or(""), "DPMSolverMultistepScheduler");
+  EXPECT_FALSE(diffusers_peer(find_sampler("ipndm")));
+  // A variant's class is a registry sampler's twin.
+  for (const SamplerInfo& info : sampler_registry())
+    if (const auto peer = diffusers_peer(info); peer && !diffusers_twin(info)) {
+      const bool twin_class = std::any_of(sampler_registry().begin(), sampler_registry().end(),
+                                          [&](const SamplerInfo& o) { return diffusers_twin(o) == peer; });
+      EXPECT_TRUE(twin_class) << info.name << ": " << *peer << " is no sampler's twin";
+    }
+  EXPECT_TRUE(find_sampler("dpm_adaptive").adaptive);
+  // Where the twin ends at the smallest training sigma, so does the sampler by default.
+  for (const std::string name : {"pndm", "plms", "deis", "tcd"})
+    EXPECT_EQ(resolve_sampler_options(find_sampler(name), {}).choice("final_sigmas_type"), "sigma_min") << name;
+}
+
+// samplers/README.md's table is `fewstep samplers --markdown`, i.e.
+// sampler_table_markdown(): the committed copy must match the registry.
+TEST(Registry, ReadmeTableMatchesTheRegistry) {
+  std::ifstream in(std::string(FEWSTEP_SOURCE_DIR) + "/samplers/README.md");
+  ASSERT_TRUE(in) << "cannot read samplers/README.md";
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  const std::string begin = "<!-- generated: fewstep samplers --markdown -->\n", end = "<!-- end generated -->";
+  const auto a = text.find(begin), b = text.find(end);
+  ASSERT_NE(a, std::string::npos) << "samplers/README.md lacks the marker " << begin;
+  ASSERT_NE(b, std::string::npos) << "samplers/README.md lacks the marker " << end;
+  EXPECT_EQ(text.substr(a + begin.size(), b - a - begin.size()), sampler_table_markdown())
+      << "samplers/README.md's table is stale: regenerate it with `fewstep samplers --markdown`";
 }
 
 TEST(Registry, UnknownSamplerListsTheValidNames) {
   try {
-    find_sampler("plms");
+    find_sampler("k_dpm_fast");
     FAIL();
   } catch (const SamplerError& e) {
     const std::string m = e.what();
-    EXPECT_NE(m.find("unknown sampler 'plms'"), std::string::npos);
+    EXPECT_NE(m.find("unknown sampler 'k_dpm_fast'"), std::string::npos);
     EXPECT_NE(m.find("ddim, ddpm"), std::string::npos);
     EXPECT_NE(m.find("lcm"), std::string::npos);
   }
@@ -111,20 +168,45 @@ TEST(Registry, SolverOrderThreeMakesDpmpp2mTheThirdOrderSampler) {
   EXPECT_TRUE(at::equal(a.x, b.x));
 }
 
+// The NFE an N-step run costs, from each algorithm (SamplerInfo::nfe says
+// the same in words); nullopt for an adaptive sampler.
+std::optional<int64_t> expected_nfe(const SamplerInfo& info, const Schedule& s) {
+  const int64_t n = s.steps();
+  const bool final_zero = s.sigmas[n].item<double>() == 0.0;
+  if (info.adaptive) return std::nullopt;
+  if (info.name == "heun" || info.name == "dpmpp_2s_ancestral") return final_zero ? 2 * n - 1 : 2 * n;
+  if (info.name == "plms") return n > 1 ? n + 1 : n;  // the repeated second timestep
+  if (info.name == "pndm") {
+    int64_t rk = 0;  // Runge–Kutta steps: the first three that end above sigma 0, 4 NFE each
+    for (int64_t i = 0; i < std::min<int64_t>(3, n); ++i) rk += s.sigmas[i + 1].item<double>() > 0;
+    return n + 3 * rk;
+  }
+  return n;
+}
+
 // Whole registry × spacings × steps 1..50 (and the sigma spacings at a few
 // step counts) on analytic:gmm: finite output and the NFE each sampler costs.
+// dpm_adaptive ignores the step count: it runs once per spacing.
 TEST(Registry, NoNanOrInfAnywhere) {
   auto model = make_analytic_model("analytic:gmm:k=4,shape=2x4x4");
   int runs = 0;
   for (const SamplerInfo& info : sampler_registry()) {
     for (const std::string spacing : {"leading", "trailing", "linspace"}) {
       for (int64_t n = 1; n <= 50; ++n) {
-        const test::Run r = test::run_sampler(
-            *model, {.sampler = info.name, .steps = n, .spacing = spacing, .dtype = at::kFloat, .batch = 1});
-        ASSERT_TRUE(at::isfinite(r.x).all().item<bool>()) << info.name << " " << spacing << " steps " << n;
-        const int64_t steps = r.schedule.steps();
-        EXPECT_EQ(r.stats.nfe, info.name == "heun" ? 2 * steps - 1 : steps) << info.name << " " << n;
+        if (info.adaptive && n > 1) break;
+        const test::RunArgs args{.sampler = info.name, .steps = n, .spacing = spacing, .dtype = at::kFloat, .batch = 1};
         ++runs;
+        if (test::has_no_step_to_sigma_min(*model, args)) {  // pndm/plms, 1 step at t = 0
+          EXPECT_THROW(test::run_sampler(*model, args), SamplerError) << info.name << " " << spacing;
+          continue;
+        }
+        const test::Run r = test::run_sampler(*model, args);
+        ASSERT_TRUE(at::isfinite(r.x).all().item<bool>()) << info.name << " " << spacing << " steps " << n;
+        if (const auto nfe = expected_nfe(info, r.schedule)) {
+          EXPECT_EQ(r.stats.nfe, *nfe) << info.name << " " << spacing << " " << n;
+        } else {
+          EXPECT_GE(r.stats.nfe, 4) << info.name;
+        }
       }
     }
     for (const std::string sigmas : {"karras", "exponential", "simple"})
@@ -134,7 +216,28 @@ TEST(Registry, NoNanOrInfAnywhere) {
         ASSERT_TRUE(at::isfinite(r.x).all().item<bool>()) << info.name << " " << sigmas << " steps " << n;
       }
   }
-  EXPECT_EQ(runs, 11 * 3 * 50);
+  EXPECT_EQ(runs, (20 - 1) * 3 * 50 + 3);
+}
+
+// Rows of a batch do not interact: a deterministic sampler's row k equals
+// the run of row k alone (dpm_adaptive controls each row's steps on its own;
+// stochastic samplers draw batch-shaped step noise, see the pipeline test
+// for their batches).
+TEST(Registry, RowsOfABatchAreIndependent) {
+  auto model = make_analytic_model("analytic:gmm:k=4,shape=2x4x4");
+  for (const SamplerInfo& info : sampler_registry()) {
+    if (draws_step_noise(info, resolve_sampler_options(info, {}))) continue;
+    const test::Run batch = test::run_sampler(*model, {.sampler = info.name, .steps = 7, .batch = 3});
+    for (int64_t k = 0; k < 3; ++k) {
+      // test::unit_noise draws the batch from one generator: row k alone is that row.
+      const SamplerInfo& si = find_sampler(info.name);
+      const ResolvedOptions o = resolve_sampler_options(si, {});
+      auto denoiser = make_model_denoiser(model->model_fn(), model->scheduler_config());
+      const at::Tensor row = test::unit_noise(*model, 3, 1, at::kDouble).narrow(0, k, 1);
+      const at::Tensor alone = sample(si, batch.schedule, *denoiser, row, o, 7, {}, {}, nullptr);
+      EXPECT_LT((alone - batch.x.narrow(0, k, 1)).abs().max().item<double>(), 1e-12) << info.name << " row " << k;
+    }
+  }
 }
 
 // DDIM with eta 1 takes DDPM's posterior variance, and with an unclipped x0

@@ -3,6 +3,7 @@
 
 #include "samplers/denoiser.h"
 #include "samplers/registry.h"
+#include "samplers/sample.h"
 #include "samplers/schedule.h"
 #include "tests/samplers_peer/toy_model.h"
 
@@ -192,19 +193,22 @@ PeerRun run_fewstep(const PeerCase& c) {
   };
   std::unique_ptr<Denoiser> denoiser = make_model_denoiser(model, c.config);
 
-  // The oracle's per-step noise is torch.randn(shape, float64) from one CPU
-  // generator seeded with noise_seed + 1, which is what StepNoise documents.
-  StepNoise noise(c.shape, c.noise_seed + 1, at::kDouble);
+  // The production path: the seed's unit noise (seeded_unit_noise, float32),
+  // in float64 sampler math, scaled and stepped by sample() itself, whose step
+  // noise continues that generator (StepNoise, skip 1). The oracle drew the
+  // same values (diffusers_harness.runtime_noise); check that first.
+  const at::Tensor unit = seeded_unit_noise(c.shape, c.noise_seed).to(at::kDouble);
+  StepNoise noise(c.shape, c.noise_seed, at::kDouble, /*skip=*/1);
   for (size_t i = 0; i < c.step_noise.size() && run.noise_problem.empty(); ++i) {
     size_t k = 0;
     const Flat drawn = to_flat(noise.at_step(static_cast<int64_t>(i)));
     if (drawn.size() != c.step_noise[i].size() || max_abs_diff(drawn, c.step_noise[i], &k) != 0.0)
-      run.noise_problem = "StepNoise(seed " + std::to_string(c.noise_seed + 1) +
-                          ", float64) does not reproduce the oracle's noise at step " + std::to_string(i);
+      run.noise_problem = "StepNoise(seed " + std::to_string(c.noise_seed) +
+                          ", float64, skip 1) does not reproduce the oracle's noise at step " + std::to_string(i);
   }
-  SamplerContext ctx{schedule, *denoiser, resolved, &noise, {}};
-  ctx.callback = [&run](int64_t, int64_t, const at::Tensor& x) { run.trajectory.push_back(to_flat(x)); };
-  const at::Tensor x = info.run(ctx, to_tensor(c.x_init, c.shape));
+  run.x_start = to_flat(unit * initial_noise_scale(schedule));
+  const StepCallback keep = [&run](int64_t, int64_t, const at::Tensor& x) { run.trajectory.push_back(to_flat(x)); };
+  const at::Tensor x = sample(info, schedule, *denoiser, unit, resolved, c.noise_seed, keep, {}, nullptr);
   run.x_final = to_flat(x);
   return run;
 }
@@ -252,6 +256,12 @@ std::vector<std::string> compare_run(const PeerCase& c, const PeerRun& run) {
   if (!run.noise_problem.empty()) {
     problems.push_back(run.noise_problem);
     return problems;
+  }
+  // The initial sample: sample()'s scaling of the unit noise against the
+  // oracle's start (diffusers started there too, in its own coordinates).
+  if (!c.x_init.empty()) {
+    const std::string m = sample_mismatch(c.x_init, run.x_start, 0.0);
+    if (!m.empty()) problems.push_back("initial sample: " + m);
   }
   // The model's timesteps, call by call (this also checks the NFE).
   if (c.compare == "all") {

@@ -35,7 +35,7 @@ struct PeerCase {
   std::vector<double> timesteps;              ///< [N] model timestep at points 0..N-1, as fewstep must build them
   std::vector<std::optional<double>> sigmas;  ///< [N+1] k-sigma σ/α; the last may be unknown (LCM)
   std::vector<double> model_timesteps;        ///< every model call's timestep, in order
-  Flat x_init;                                ///< x at point 0 (x = α·x0 + σ·ε)
+  Flat x_init;                                ///< x at point 0 (x = α·x0 + σ·ε): the scaled unit noise
   std::optional<Flat> x_final;                ///< expected x at point N
   std::vector<Flat> trajectory;               ///< x after step i (point i+1), for the steps diffusers completed
   std::vector<Flat> trajectory_corrected;     ///< UniPC: corrected x at points 1..N-1
@@ -59,13 +59,16 @@ struct PeerRun {
   at::Tensor timesteps, k_sigmas;       ///< schedule: [N], [N+1] float64
   std::vector<double> model_timesteps;  ///< every model call's timestep, in order
   std::vector<Flat> trajectory;         ///< x after each step (callback), in x = α·x0 + σ·ε units
+  Flat x_start;                         ///< the unit noise scaled as sample() scales it
   Flat x_final;
   std::string noise_problem;  ///< non-empty when StepNoise did not reproduce the oracle's noise
 };
 
-/// Builds fewstep's schedule and denoiser for the case and runs the sampler
-/// from x_init on the toy model in float64, with StepNoise seeded as the
-/// oracle's noise (noise_seed + 1, float64). Throws what fewstep throws.
+/// Builds fewstep's schedule and denoiser for the case and runs it through
+/// sample() on the toy model in float64, from seeded_unit_noise(shape,
+/// noise_seed) and with sample()'s own step noise (StepNoise(noise_seed,
+/// skip 1)), as generate does. Records whether StepNoise reproduces the
+/// oracle's noise. Throws what fewstep throws.
 PeerRun run_fewstep(const PeerCase& c);
 
 /// The differences between fewstep's run and diffusers' results that the

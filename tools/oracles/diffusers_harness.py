@@ -131,14 +131,13 @@ def injected_noise(modules, plan):
                 mod.randn_tensor = fn
 
 
-def step_noise(shape, seed, steps):
-    """Noise for steps 0..steps-1: one `torch.randn(shape, float64)` per step,
-    in step order, from one CPU generator seeded with `seed`.
-
-    This is the documented behaviour of fewstep's StepNoise (samplers/sampler.h:
-    "drawn from one seeded CPU generator in step order") with dtype float64;
-    the C++ test checks that StepNoise reproduces these values before relying
-    on them.
-    """
+def runtime_noise(shape, seed, steps):
+    """(unit noise, [step noise]) as fewstep's sample() draws them
+    (samplers/sample.h): one CPU generator seeded with `seed`; the unit noise
+    is its first draw, `torch.randn(shape, float32)` (seeded_unit_noise),
+    returned as float64; the step noise of steps 0..steps-1 follows, one
+    float64 draw each (StepNoise with skip 1 and float64 sampler math).
+    The C++ test checks that StepNoise reproduces these values."""
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(steps)]
+    unit = torch.randn(shape, generator=gen, dtype=torch.float32).to(torch.float64)
+    return unit, [torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(steps)]

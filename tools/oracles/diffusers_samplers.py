@@ -1,27 +1,40 @@
 #!/usr/bin/env python3
-"""diffusers as a peer oracle for fewstep's samplers (issue 3, "Against a peer").
+"""diffusers as a peer oracle for fewstep's samplers (issues 3 and 15).
 
 Generates random scheduler configurations for every fewstep sampler that has
 a diffusers twin, runs diffusers' scheduler on them with a deterministic toy
 model (diffusers_harness.toy_model) in float64, and writes one JSON file that
-tests/samplers_peer reads to run fewstep on the same cases.
+tests/samplers_peer reads to run fewstep on the same cases through sample().
+The peer list comes from the registry (`fewstep samplers --json`, see
+peer_list): every sampler whose aliases name a diffusers scheduler class
+(its twin) or that the registry marks as another configuration of one
+(registry.h, diffusers_peer: plms, dpmpp_3m, dpmpp_2m_sde); the random
+configurations come from peer_configs.py.
+
+The noise is the runtime's: the seed's generator draws the unit noise
+(float32) and then each step's noise (float64), as fewstep's sample() does;
+diffusers starts where sample() does (the unit noise times sqrt(α0² + σ0²) in
+x = α·x0 + σ·ε units) and its noise draws get the step noise.
 
 Usage:
-  diffusers_samplers.py --out cases.json [--seed S] [--cases-per-sampler K]
+  diffusers_samplers.py --out cases.json [--fewstep BIN] [--seed S] [--cases-per-sampler K]
                         [--samplers ddim,euler,...] [--check-promotion]
 
-Exit status: 0 on success, 77 when torch or diffusers cannot be imported (the
-ctest fixture maps 77 to "skipped"; under FEWSTEP_REQUIRE_ORACLES=1, as in CI,
-that is 1 instead: see oracle_env.py), 1 on any other error.
+Exit status: 0 on success, 77 when torch, diffusers or scipy (the backend of
+diffusers' LMSDiscreteScheduler) cannot be imported (the ctest fixture maps
+77 to "skipped"; under FEWSTEP_REQUIRE_ORACLES=1, as in CI, that is 1
+instead: see oracle_env.py), 1 on any other error (the harness's, or the
+fewstep binary's).
 
-The case list is drawn from `random.Random(seed)` (default seed below) and
+Each sampler's cases are drawn from `random.Random(f"{seed}/{sampler}")`
+(default seed below), so they do not depend on the other samplers, and are
 printed, one line per case, so a failing case can be regenerated and read.
 
 Coordinates. fewstep's samplers run on x_t = alpha_t*x0 + sigma_t*eps
 (variance preserving). DDIM, DDPM, DPM-Solver, UniPC and LCM use the same x
-in diffusers. The Euler family (Euler, Euler ancestral, Heun) runs on
-x_t/alpha_t = x0 + s_t*eps with s = sigma/alpha, starting from
-noise*init_noise_sigma; the JSON stores x_init and x_final converted to the
+in diffusers (so do PNDM, DEIS and TCD). The Euler family (Euler, Euler
+ancestral, Heun, LMS) runs on x_t/alpha_t = x0 + s_t*eps with s = sigma/alpha,
+starting from noise*sqrt(1 + s_0^2); the JSON stores x_init and x_final converted to the
 variance-preserving x (multiplied by alpha = 1/sqrt(1+s^2) at that point),
 and the factors in `x_scale`.
 
@@ -36,11 +49,13 @@ diffusers (see run_case).
 """
 import argparse
 import importlib
+import inspect
 import json
 import logging
 import math
 import os
 import random
+import subprocess
 import sys
 import time
 import warnings
@@ -50,305 +65,34 @@ from oracle_env import import_or_skip
 np = import_or_skip("numpy")
 torch = import_or_skip("torch")
 diffusers = import_or_skip("diffusers")
+import_or_skip("scipy")  # diffusers' LMSDiscreteScheduler needs it (else a dummy class stands in)
 
 import diffusers_harness as harness  # noqa: E402  (the project's own: an error here fails)
 
 DEFAULT_SEED = 20261130
 SHAPE = [1, 2, 4, 4]
 
-MODULES = {
-    "DDIMScheduler": "scheduling_ddim",
-    "DDPMScheduler": "scheduling_ddpm",
-    "EulerDiscreteScheduler": "scheduling_euler_discrete",
-    "EulerAncestralDiscreteScheduler": "scheduling_euler_ancestral_discrete",
-    "HeunDiscreteScheduler": "scheduling_heun_discrete",
-    "DPMSolverMultistepScheduler": "scheduling_dpmsolver_multistep",
-    "DPMSolverSinglestepScheduler": "scheduling_dpmsolver_singlestep",
-    "UniPCMultistepScheduler": "scheduling_unipc_multistep",
-    "LCMScheduler": "scheduling_lcm",
-}
-EULER_FAMILY = {"EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler"}
 
 
-# --------------------------------------------------------------------------
-# Random configurations
-# --------------------------------------------------------------------------
-def _steps(rng, high=50):
-    """Steps in 1..high, weighted towards the few-step range."""
-    u = rng.random()
-    if u < 0.5:
-        return rng.randint(1, min(10, high))
-    if u < 0.85:
-        return rng.randint(min(11, high), min(30, high))
-    return rng.randint(min(31, high), high)
+def module_of(cls):
+    """The diffusers module that defines scheduler class `cls`."""
+    return importlib.import_module(getattr(diffusers, cls).__module__)
 
 
-def _training(rng, predictions, rescale_ok):
-    """Random training schedule: (diffusers kwargs, fewstep SchedulerConfig fields)."""
-    T = rng.choice([1000, 1000, 1000, 1000, 500, 1200])
-    kind = rng.choice(["linear", "scaled_linear", "squaredcos_cap_v2", "trained_betas"])
-    beta_start = round(rng.uniform(5e-5, 1.2e-3), 6)
-    beta_end = round(rng.uniform(0.008, 0.03), 5)
-    prediction = rng.choice(predictions)
-    d = {"num_train_timesteps": T, "beta_start": beta_start, "beta_end": beta_end,
-         "beta_schedule": "linear" if kind == "trained_betas" else kind,
-         "prediction_type": prediction}
-    if kind == "trained_betas":
-        power = round(rng.uniform(0.7, 2.5), 3)
-        d["trained_betas"] = [beta_start + (beta_end - beta_start) * (k / (T - 1)) ** power for k in range(T)]
-    # Zero terminal SNR goes with v-prediction (Lin et al. 2024, Sec. 3.2);
-    # with epsilon the first x0 would be undefined.
-    if rescale_ok and rng.random() < 0.15:
-        d["rescale_betas_zero_snr"] = True
-        d["prediction_type"] = "v_prediction"
-    f = {"num_train_timesteps": T, "beta_schedule": d["beta_schedule"], "beta_start": beta_start,
-         "beta_end": beta_end, "trained_betas": d.get("trained_betas", []),
-         "prediction_type": d["prediction_type"],
-         "rescale_betas_zero_snr": d.get("rescale_betas_zero_snr", False)}
-    return d, f
+EULER_FAMILY = {"EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler",
+                "LMSDiscreteScheduler"}
 
 
-def _spacing(rng, d, f, spacings=("leading", "trailing", "linspace")):
-    spacing = rng.choice(spacings)
-    offset = rng.choice([0, 0, 1]) if spacing == "leading" else rng.choice([0, 0, 0, 1])
-    d["timestep_spacing"] = spacing
-    d["steps_offset"] = offset
-    f["timestep_spacing"] = spacing
-    f["steps_offset"] = offset
-
-
-def _x0_limits(rng, d, f, allow_threshold=True, p_clip=0.25, p_threshold=0.15):
-    """clip_sample / dynamic thresholding (Imagen, Saharia et al. 2022, Sec. 2.3)."""
-    u = rng.random()
-    if "clip_sample" in _CLIP_OK[d["_cls"]]:
-        d["clip_sample"] = False  # diffusers' DDIM/DDPM default True; fewstep's false
-    if allow_threshold and u < p_threshold:
-        ratio = round(rng.uniform(0.9, 0.995), 3)
-        max_value = round(rng.uniform(1.0, 3.0), 2)
-        d.update(thresholding=True, dynamic_thresholding_ratio=ratio, sample_max_value=max_value)
-        f.update(thresholding=True, dynamic_thresholding_ratio=ratio, sample_max_value=max_value)
-    elif u < p_threshold + p_clip and "clip_sample" in _CLIP_OK[d["_cls"]]:
-        rng_value = rng.choice([1.0, 1.5, 2.0])
-        d.update(clip_sample=True, clip_sample_range=rng_value)
-        f.update(clip_sample=True, clip_sample_range=rng_value)
-
-
-_CLIP_OK = {
-    "DDIMScheduler": {"clip_sample"}, "DDPMScheduler": {"clip_sample"}, "LCMScheduler": {"clip_sample"},
-    "HeunDiscreteScheduler": {"clip_sample"}, "DPMSolverMultistepScheduler": set(),
-    "DPMSolverSinglestepScheduler": set(), "UniPCMultistepScheduler": set(),
-}
-
-
-def _sigma_spacing(rng, d, f, p_karras=0.3, p_exp=0.1, exponential=True):
-    u = rng.random()
-    if u < p_karras:
-        d["use_karras_sigmas"] = True
-        f["sigma_spacing"] = "karras"
-    elif exponential and u < p_karras + p_exp:
-        d["use_exponential_sigmas"] = True
-        f["sigma_spacing"] = "exponential"
-
-
-def _final_sigma(rng, d, f, p=0.3):
-    if rng.random() < p:
-        d["final_sigmas_type"] = "sigma_min"
-        f["final_sigmas_type"] = "sigma_min"
-
-
-def _bool(b):
-    return "true" if b else "false"
-
-
-def gen_ddim(rng):
-    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], True)
-    d["_cls"] = "DDIMScheduler"
-    # Weighted towards the spacings where diffusers' t - T//N visits the array.
-    _spacing(rng, d, f, ("leading", "leading", "trailing", "trailing", "linspace"))
-    _x0_limits(rng, d, f)
-    d["set_alpha_to_one"] = rng.random() < 0.8
-    if not d["set_alpha_to_one"]:
-        f["final_sigmas_type"] = "sigma_min"  # final point at t = 0 (alphas_cumprod[0])
-    eta = rng.choice([0.0, 0.0, 1.0, round(rng.uniform(0.05, 1.0), 3)])
-    return d, f, {"eta": repr(eta)}, {"eta": eta}
-
-
-def gen_ddpm(rng):
-    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], True)
-    d["_cls"] = "DDPMScheduler"
-    _spacing(rng, d, f)
-    _x0_limits(rng, d, f)
-    variance = rng.choice(["fixed_small", "fixed_small", "fixed_large"])
-    d["variance_type"] = variance
-    return d, f, ({"variance_type": variance} if variance != "fixed_small" else {}), {}
-
-
-def gen_euler(rng):
-    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], True)
-    d["_cls"] = "EulerDiscreteScheduler"
-    _spacing(rng, d, f)
-    _sigma_spacing(rng, d, f)
-    _final_sigma(rng, d, f, 0.2)
-    return d, f, {}, {}
-
-
-def gen_euler_ancestral(rng):
-    d, f = _training(rng, ["epsilon", "v_prediction"], True)  # diffusers: no "sample"
-    d["_cls"] = "EulerAncestralDiscreteScheduler"
-    _spacing(rng, d, f)
-    return d, f, {}, {}
-
-
-def gen_heun(rng):
-    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], False)  # no rescale option
-    d["_cls"] = "HeunDiscreteScheduler"
-    _spacing(rng, d, f)
-    _sigma_spacing(rng, d, f)
-    _x0_limits(rng, d, f, allow_threshold=False)
-    return d, f, {}, {}
-
-
-def _multistep(rng, cls, orders, algorithm):
-    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], True)
-    d["_cls"] = cls
-    _spacing(rng, d, f)
-    _sigma_spacing(rng, d, f)
-    _final_sigma(rng, d, f)
-    _x0_limits(rng, d, f)
-    order = rng.choice(orders)
-    solver_type = rng.choice(["midpoint", "heun"])
-    lower_order_final = rng.random() < 0.7
-    euler_at_final = rng.random() < 0.2
-    d.update(solver_order=order, algorithm_type=algorithm, solver_type=solver_type,
-             lower_order_final=lower_order_final, euler_at_final=euler_at_final)
-    opts = {"solver_order": str(order), "solver_type": solver_type,
-            "lower_order_final": _bool(lower_order_final), "euler_at_final": _bool(euler_at_final)}
-    return d, f, opts, {}
-
-
-def gen_dpmpp_2m(rng):
-    return _multistep(rng, "DPMSolverMultistepScheduler", [2, 2, 2, 1, 3], "dpmsolver++")
-
-
-def gen_dpmpp_3m(rng):
-    return _multistep(rng, "DPMSolverMultistepScheduler", [3], "dpmsolver++")
-
-
-def gen_dpmpp_2m_sde(rng):
-    return _multistep(rng, "DPMSolverMultistepScheduler", [2, 2, 2, 1], "sde-dpmsolver++")
-
-
-def gen_dpm_solver(rng):
-    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], False)  # no rescale option
-    d["_cls"] = "DPMSolverSinglestepScheduler"
-    # DPMSolverSinglestepScheduler has no timestep_spacing/steps_offset: its
-    # timesteps are always the DPM family's `linspace` (N+1 points, last dropped).
-    f["timestep_spacing"] = "linspace"
-    f["steps_offset"] = 0
-    _sigma_spacing(rng, d, f, exponential=False)
-    algorithm = rng.choice(["dpmsolver++", "dpmsolver++", "dpmsolver"])
-    if algorithm == "dpmsolver" or rng.random() < 0.3:
-        # diffusers refuses final_sigmas_type="zero" with noise prediction.
-        d["final_sigmas_type"] = "sigma_min"
-        f["final_sigmas_type"] = "sigma_min"
-    # No thresholding with algorithm_type="dpmsolver": diffusers 0.42's
-    # singlestep convert_model_output then indexes alpha_t[timestep] with
-    # timestep=None and fails on a shape mismatch (a diffusers bug).
-    _x0_limits(rng, d, f, allow_threshold=algorithm != "dpmsolver")
-    order = rng.choice([1, 2, 3])
-    solver_type = rng.choice(["midpoint", "heun"])
-    lower_order_final = rng.random() < 0.6
-    d.update(solver_order=order, algorithm_type=algorithm, solver_type=solver_type,
-             lower_order_final=lower_order_final)
-    opts = {"solver_order": str(order), "algorithm_type": algorithm, "solver_type": solver_type,
-            "lower_order_final": _bool(lower_order_final)}
-    return d, f, opts, {}
-
-
-def gen_unipc(rng):
-    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], True)
-    d["_cls"] = "UniPCMultistepScheduler"
-    _spacing(rng, d, f)
-    _sigma_spacing(rng, d, f, exponential=False)
-    _final_sigma(rng, d, f)
-    _x0_limits(rng, d, f)
-    order = rng.choice([1, 2, 2, 3])
-    solver_type = rng.choice(["bh1", "bh2"])
-    lower_order_final = rng.random() < 0.7
-    d.update(solver_order=order, solver_type=solver_type, lower_order_final=lower_order_final,
-             predict_x0=True)
-    opts = {"solver_order": str(order), "solver_type": solver_type,
-            "lower_order_final": _bool(lower_order_final)}
-    # disable_corrector is filled in once the step count is known (make_case).
-    return d, f, opts, {}
-
-
-def gen_lcm(rng):
-    d, f = _training(rng, ["epsilon", "v_prediction", "sample"], True)
-    d["_cls"] = "LCMScheduler"
-    _x0_limits(rng, d, f)
-    original = rng.choice([50, 50, 50, 25, 100])
-    scaling = rng.choice([10.0, 10.0, 5.0, 20.0])
-    d.update(original_inference_steps=original, timestep_scaling=scaling)
-    opts = {"original_inference_steps": str(original), "timestep_scaling": repr(scaling)}
-    return d, f, opts, {}
-
-
-# fewstep name -> (diffusers class, generator, stochastic)
-SAMPLERS = {
-    "ddim": ("DDIMScheduler", gen_ddim, None),  # stochastic iff eta > 0
-    "ddpm": ("DDPMScheduler", gen_ddpm, True),
-    "euler": ("EulerDiscreteScheduler", gen_euler, False),
-    "euler_ancestral": ("EulerAncestralDiscreteScheduler", gen_euler_ancestral, True),
-    "heun": ("HeunDiscreteScheduler", gen_heun, False),
-    "dpmpp_2m": ("DPMSolverMultistepScheduler", gen_dpmpp_2m, False),
-    "dpmpp_3m": ("DPMSolverMultistepScheduler", gen_dpmpp_3m, False),
-    "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", gen_dpmpp_2m_sde, True),
-    "dpm_solver": ("DPMSolverSinglestepScheduler", gen_dpm_solver, False),
-    "unipc": ("UniPCMultistepScheduler", gen_unipc, False),
-    "lcm": ("LCMScheduler", gen_lcm, True),
-}
-
-
-def make_case(rng, sampler, index):
-    cls, gen, stochastic = SAMPLERS[sampler]
-    d, f, opts, step_kwargs = gen(rng)
-    d.pop("_cls")
-    T = d["num_train_timesteps"]
-    if cls == "LCMScheduler":
-        steps = _steps(rng, min(50, d["original_inference_steps"]))
-        if T // d["original_inference_steps"] < 1:
-            d["original_inference_steps"] = T
-    else:
-        steps = _steps(rng)
-    if cls == "DDIMScheduler" and d["timestep_spacing"] == "trailing" and rng.random() < 0.7:
-        # Trailing DDIM agrees with fewstep only when N divides T: favour those.
-        steps = rng.choice([n for n in range(1, 51) if T % n == 0])
-    if cls == "UniPCMultistepScheduler":
-        u = rng.random()
-        if u < 0.15:
-            disabled, text = list(range(steps)), "all"
-        elif u < 0.4 and steps > 1:
-            disabled = sorted(rng.sample(range(steps), rng.randint(1, max(1, steps // 3))))
-            text = ",".join(str(i) for i in disabled)
-        else:
-            disabled, text = [], ""
-        d["disable_corrector"] = disabled
-        if text:
-            opts["disable_corrector"] = text
-    if stochastic is None:
-        stochastic = step_kwargs.get("eta", 0.0) > 0
-    return {"id": f"{sampler}-{index:03d}", "sampler": sampler, "diffusers_class": cls,
-            "diffusers_config": d, "diffusers_step_kwargs": step_kwargs, "steps": steps,
-            "scheduler_config": f, "options": opts, "stochastic": stochastic,
-            "noise_seed": rng.randrange(2**31)}
+from peer_configs import SAMPLERS, generic_generator, make_case  # noqa: E402
 
 
 # --------------------------------------------------------------------------
 # Running diffusers
 # --------------------------------------------------------------------------
-def _modules():
-    return [importlib.import_module(f"diffusers.schedulers.{m}") for m in MODULES.values()]
+def _modules(classes):
+    """The modules of the diffusers classes `classes` (promoted to float64 and
+    given the planned noise while a case runs)."""
+    return list({id(m): m for m in (module_of(c) for c in classes)}.values())
 
 
 def _ksigma(alphas_cumprod, t):
@@ -387,15 +131,25 @@ def _schedule_points(sched, cls):
             sig = torch.cat([sig[:1], sig[1:-1:2], sig[-1:]])
             ts = torch.cat([ts[:1], ts[1::2]])
         return [float(t) for t in ts], [float(s) for s in sig]
-    if cls in ("DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "UniPCMultistepScheduler"):
+    if cls in ("DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "UniPCMultistepScheduler",
+               "DEISMultistepScheduler"):
         return [float(t) for t in sched.timesteps], [float(s) for s in sched.sigmas.double()]
+    if cls == "PNDMScheduler":
+        # Its points: the spacing's timesteps (the call list repeats some),
+        # then t - T//N < 0, read as final_alpha_cumprod.
+        ac = sched.alphas_cumprod.double()
+        ts = [float(t) for t in sched._timesteps[::-1]]
+        final_ac = float(sched.final_alpha_cumprod)
+        return ts, [_ksigma(ac, t) for t in ts] + [math.sqrt((1 - final_ac) / final_ac) if final_ac < 1 else 0.0]
     # DDIM, DDPM, LCM: k-sigmas from alphas_cumprod at the timesteps.
     ac = sched.alphas_cumprod.double()
     ts = [float(t) for t in sched.timesteps]
     sigmas = [_ksigma(ac, t) for t in ts]
     if cls == "DDIMScheduler":
         final_ac = float(sched.final_alpha_cumprod)
-        sigmas.append(math.sqrt((1 - final_ac) / final_ac))
+        sigmas.append(math.sqrt((1 - final_ac) / final_ac) if final_ac < 1 else 0.0)
+    elif cls == "TCDScheduler":
+        sigmas.append(_ksigma(ac, 0))  # the last step ends at timestep floor((1-eta)·0) = 0
     elif cls == "DDPMScheduler":
         sigmas.append(0.0)  # prev_t = -1 uses alpha_prod = 1
     else:
@@ -403,7 +157,8 @@ def _schedule_points(sched, cls):
     return ts, sigmas
 
 
-DPM_FAMILY = {"DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "UniPCMultistepScheduler"}
+DPM_FAMILY = {"DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "UniPCMultistepScheduler",
+              "DEISMultistepScheduler"}
 
 
 def _repeated_integer_timesteps(sched, cls, config, timesteps):
@@ -444,6 +199,23 @@ def rounding_floor(case, modules, result):
     return floor + [max(floor, default=0.0)] * (len(result["trajectory"]) - len(floor))
 
 
+def _fewstep_step(cls, case, j, evals):
+    """(step index in fewstep's numbering, whether call j completes that step).
+
+    Heun: two calls per step but the last. PNDM with the Runge–Kutta start:
+    four calls on each of the first three steps. PNDM with skip_prk_steps:
+    the first step takes two calls (the second timestep is evaluated twice)."""
+    if cls == "HeunDiscreteScheduler":
+        return (j + 1) // 2, j % 2 == 1 or j == evals - 1
+    if cls == "PNDMScheduler":
+        if not case["diffusers_config"].get("skip_prk_steps", False):
+            return (j // 4, j % 4 == 3) if j < 12 else (j - 9, True)
+        if j == 0:
+            return 0, evals == 1
+        return j - 1, True
+    return j, True
+
+
 def run_case(case, modules, promote=True, perturb=0.0):
     """Runs diffusers on one case; returns (expected-results fields, final x or None).
 
@@ -453,18 +225,23 @@ def run_case(case, modules, promote=True, perturb=0.0):
     trajectory then holds the steps completed before it.
     """
     cls = case["diffusers_class"]
-    mod = importlib.import_module(f"diffusers.schedulers.{MODULES[cls]}")
+    mod = module_of(cls)
     steps = case["steps"]
-    noise0 = torch.randn(SHAPE, generator=torch.Generator().manual_seed(case["noise_seed"]),
-                         dtype=torch.float64)
-    plan = harness.NoisePlan(harness.step_noise(SHAPE, case["noise_seed"] + 1, steps)
-                             if case["stochastic"] else [])
+    # fewstep's sample(): the unit noise is a float32 draw of one CPU
+    # generator seeded with the seed, the step noise its next float64 draws.
+    unit, step_noise = harness.runtime_noise(SHAPE, case["noise_seed"], steps)
+    plan = harness.NoisePlan(step_noise if case["stochastic"] else [])
     model_timesteps, trajectory, corrected = [], [], []
     error = None
     note = None
     with harness.promoted_to_float64(modules, promote), harness.injected_noise(modules, plan):
-        sched = getattr(mod, cls)(**case["diffusers_config"])
-        sched.set_timesteps(steps)
+        try:
+            sched = getattr(mod, cls)(**case["diffusers_config"])
+            sched.set_timesteps(steps)
+        except Exception as exc:  # e.g. PNDMScheduler below 4 steps
+            return {"timesteps": [], "sigmas": [], "model_timesteps": [], "x_init": [], "x_scale": [],
+                    "trajectory": [], "noise_draw_steps": [],
+                    "diffusers_error": f"set_timesteps: {type(exc).__name__}: {exc}"}, None
         if perturb and hasattr(sched, "sigmas"):
             sched.sigmas = sched.sigmas * (1.0 + perturb)
         if hasattr(sched, "set_begin_index"):
@@ -494,18 +271,29 @@ def run_case(case, modules, promote=True, perturb=0.0):
             note = ("ddpm fixed_large: diffusers adds beta_t noise on a last step with t > 0; the oracle "
                     "feeds it zero noise there (Ho et al. 2020 Alg. 2: z = 0 on the last step)")
         scale = [1.0 / math.sqrt(1.0 + s * s) if cls in EULER_FAMILY else 1.0 for s in sigmas]
-        x = noise0 * sched.init_noise_sigma
+        # The initial sample as fewstep's sample() scales it: x = unit noise in
+        # x = α·x0 + σ·ε units (VP: α² + σ² = 1), i.e. unit·sqrt(1 + σ0²) in the
+        # Euler family's x/α. diffusers' own init_noise_sigma is σ0 there for
+        # linspace/trailing spacing (so its start has variance σ0², not σ0² + 1).
+        start = 1.0 / scale[0]
+        if abs(float(sched.init_noise_sigma) - start) > 1e-12 * start:
+            note = (f"init_noise_sigma: diffusers starts at {float(sched.init_noise_sigma):.9g}·noise, fewstep's "
+                    f"sample() at {start:.9g}·noise (the marginal's scale); the oracle starts diffusers there too")
+        x = unit * start
         x_start = x.clone()
         evals = len(sched.timesteps)
+        convert_v = case.get("model_converts_v", False)
         for j, t in enumerate(sched.timesteps):
-            # Step index in fewstep's numbering (Heun: two evaluations per step
-            # but the last one).
-            i = (j + 1) // 2 if cls == "HeunDiscreteScheduler" else j
-            heun_second = cls == "HeunDiscreteScheduler" and j % 2 == 1
-            plan.step = None if heun_second else i
+            # Step index in fewstep's numbering, and whether the call ends a step.
+            i, done = _fewstep_step(cls, case, j, evals)
+            plan.step = None if cls == "HeunDiscreteScheduler" and j % 2 == 1 else i
             try:
                 model_in = sched.scale_model_input(x, t)
                 out = harness.toy_model(model_in, model_t[j])
+                if convert_v:
+                    # ε from v at the call's own point (see make_case).
+                    a = float(sched.alphas_cumprod[int(t)])
+                    out = math.sqrt(a) * out + math.sqrt(1.0 - a) * model_in
                 model_timesteps.append(float(model_t[j]))
                 x = sched.step(out, t, x, **case["diffusers_step_kwargs"]).prev_sample
             except Exception as exc:  # diffusers fails on some configurations
@@ -513,7 +301,6 @@ def run_case(case, modules, promote=True, perturb=0.0):
                 break
             if cls == "UniPCMultistepScheduler" and j > 0:
                 corrected.append((sched.last_sample * 1.0).flatten().tolist())
-            done = (j % 2 == 1 or j == evals - 1) if cls == "HeunDiscreteScheduler" else True
             if done:
                 point = len(trajectory) + 1
                 if not torch.isfinite(x).all():
@@ -586,12 +373,16 @@ def _drop_zero_length_step(case, result):
         "timesteps": result["timesteps"][:-1],
         "sigmas": result["sigmas"][:-2] + result["sigmas"][-1:],
         "x_scale": result["x_scale"][:-2] + result["x_scale"][-1:],
-        "model_timesteps": result["model_timesteps"][:n - 1],
+        # PNDM's last step is one call; the one-step samplers' calls are the steps.
+        "model_timesteps": (result["model_timesteps"][:-1] if case["diffusers_class"] == "PNDMScheduler"
+                            else result["model_timesteps"][:n - 1]),
     }
     completed = len(result["trajectory"]) == n
     alt["trajectory"] = (result["trajectory"][:n - 2] + result["trajectory"][-1:] if completed
                          else result["trajectory"][:n - 2])
-    if case["diffusers_class"] in ONE_STEP and completed:
+    # PNDM's transfer between equal ᾱ is the identity exactly (its zero-length
+    # last step: t = 0 to final_alpha_cumprod = ᾱ_0), so dropping it changes nothing.
+    if (case["diffusers_class"] in ONE_STEP or case["diffusers_class"] == "PNDMScheduler") and completed:
         alt["x_final"] = alt["trajectory"][-1]
         return alt, "all", None
     # Multistep solvers: with one step fewer, fewstep's lower-order rules
@@ -620,6 +411,10 @@ def comparison_scope(case, result):
     n = case["steps"]
     cfg = case["diffusers_config"]
     train_sigma_min = result.pop("train_sigma_min", None)
+    if cls == "PNDMScheduler" and not cfg.get("skip_prk_steps") and n < 4:
+        return "runs", ("pndm_short_warm_up: diffusers' PNDMScheduler needs 4 steps for its Runge-Kutta warm-up "
+                        f"and raises ({result.get('diffusers_error')}); fewstep runs {n} step(s), Runge-Kutta on "
+                        "those that end above sigma 0: its run must only be finite")
     T = cfg["num_train_timesteps"]
     if (cls in EULER_FAMILY and cfg.get("timestep_spacing") == "trailing" and len(np.arange(T, 0, -T / n)) > n
             and (cfg.get("use_karras_sigmas") or cfg.get("use_exponential_sigmas"))):
@@ -627,14 +422,18 @@ def comparison_scope(case, result):
                         "last -1 (read as timestep 0), so its Karras/exponential range ends at the training "
                         "sigma_min; fewstep's trailing yields exactly N (schedule.h), its range ends at the Nth "
                         "timestep: the sigmas differ, fewstep's run must only be finite")
-    if (cls == "UniPCMultistepScheduler" and n == 1 and cfg.get("use_karras_sigmas")
-            and cfg.get("final_sigmas_type") == "sigma_min"):
-        # diffusers' UniPC takes the last Karras sigma as sigma_min: at 1 step
-        # that is sigma_max itself, a zero-length step.
+    if n == 1 and ((cls == "UniPCMultistepScheduler" and cfg.get("use_karras_sigmas")
+                    and cfg.get("final_sigmas_type") == "sigma_min")
+                   or (cls == "DEISMultistepScheduler"
+                       and (cfg.get("use_karras_sigmas") or cfg.get("use_exponential_sigmas")))):
+        # diffusers' UniPC and DEIS take the last Karras (DEIS: or exponential)
+        # sigma as the final one: at 1 step that is sigma_max itself, a
+        # zero-length step.
         result["sigmas"][-1] = train_sigma_min
-        return "schedule", ("unipc_karras_one_step: diffusers' UniPC ends a Karras schedule at its last Karras "
-                            "sigma, at 1 step sigma_max itself (a zero-length step); fewstep ends at the training "
-                            "sigma_min (the same point at every other step count): the schedule's point 0 is compared")
+        return "schedule", ("karras_one_step: diffusers' UniPC/DEIS end a Karras or exponential schedule at its "
+                            "last sigma, at 1 step sigma_max itself (a zero-length step); fewstep ends at the "
+                            "training sigma_min (the same point at every other step count): the schedule's point 0 "
+                            "is compared")
     ks = [math.inf if k == "inf" else k for k in result["sigmas"]]
     if n == 1 and None not in ks and 0 < ks[0] <= ks[-1] * (1 + 1e-9):
         return "refused", ("single_zero_length_step: the only step goes from sigma_min to sigma_min (diffusers "
@@ -664,15 +463,19 @@ def comparison_scope(case, result):
         return "schedule", ("trailing_arange_extra_step: diffusers' trailing spacing yields N+1 timesteps for "
                             "this T and N (numpy float arange; the last is -1); fewstep yields exactly N "
                             "(schedule.h), so only the first N timesteps are compared")
-    if cls == "DDIMScheduler":
+    if cls in ("DDIMScheduler", "PNDMScheduler"):
         ts = [int(t) for t in result["timesteps"]]
-        if not ddim_prev_timesteps_agree(ts, case["diffusers_config"]["num_train_timesteps"], n):
+        if not ddim_prev_timesteps_agree(ts, cfg["num_train_timesteps"], n):
             if _zero_length_last_step(result["sigmas"]):
                 # fewstep may also drop the repeated final point: its schedule then
                 # matches the alternative's (compared as a schedule only, too).
                 alt, _, _ = _drop_zero_length_step(case, result)
                 alt["compare"] = "schedule"
                 result["alternative"] = alt
+            if cls == "PNDMScheduler":
+                return "schedule", ("pndm_prev_timestep: diffusers' PNDMScheduler steps to t - T//N (and its first "
+                                    "step back from t + T//N), fewstep to the next schedule entry; the two differ "
+                                    "for this spacing and step count")
             return "schedule", ("ddim_prev_timestep: diffusers' DDIMScheduler.step steps to t - T//N, fewstep "
                                 "to the next schedule entry (issue 3: 'the next timestep always comes from the "
                                 "schedule array'); the two differ for this spacing and step count")
@@ -686,7 +489,7 @@ def comparison_scope(case, result):
         if alt_reason:
             alt["known_different"] = alt_reason
         result["alternative"] = alt
-        if cls not in ONE_STEP or error is not None:
+        if (cls not in ONE_STEP and cls != "PNDMScheduler") or error is not None:
             # A multistep update over h ~ 1e-16 is ill-conditioned: divided
             # differences over h, (e^-h - 1 + h)/h^2, the SDE's sqrt(1 - e^-2h)
             # turn rounding into O(1e-8..1) changes (or NaN in diffusers).
@@ -708,12 +511,56 @@ def comparison_scope(case, result):
     return "schedule", f"diffusers failed: {error}"
 
 
+def registry_of(fewstep):
+    """The sampler registry, from `fewstep samplers --json` (a list of
+    {name, aliases, diffusers_twin, diffusers_peer, ...}). A failure is an error, not a skip:
+    the binary is the project's own."""
+    out = subprocess.run([fewstep, "samplers", "--json"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def peer_list(registry):
+    """{fewstep name: (diffusers class, generator, stochastic)} of the samplers to run.
+
+    With the registry: every sampler with a diffusers peer class (registry.h,
+    diffusers_peer: its twin, the first alias that is a scheduler class, or
+    the class it is another configuration of, as plms of PNDMScheduler with
+    skip_prk_steps), with its generator from peer_configs.SAMPLERS or, for a
+    twin that has none, peer_configs.generic_generator. A SAMPLERS entry
+    whose sampler is not a registry peer or runs another class, or a variant
+    without a SAMPLERS entry (no generic configuration can choose its
+    variant), is an error. Without the registry: SAMPLERS as it is."""
+    if registry is None:
+        return dict(SAMPLERS)
+    entries = {}
+    for r in registry:
+        cls = r.get("diffusers_peer")
+        if cls is None:
+            continue
+        if r["name"] in SAMPLERS:
+            if SAMPLERS[r["name"]][0] != cls:
+                raise RuntimeError(f"peer_configs.SAMPLERS runs {r['name']} against {SAMPLERS[r['name']][0]}, "
+                                   f"but the registry names {cls} as its diffusers peer")
+            entries[r["name"]] = SAMPLERS[r["name"]]
+        elif cls == r["diffusers_twin"]:
+            params = set(inspect.signature(getattr(diffusers, cls).__init__).parameters)
+            entries[r["name"]] = (cls, generic_generator(cls, params), r["stochastic"])
+        else:
+            raise RuntimeError(f"{r['name']} is a configuration of {cls} (registry): give it a generator in "
+                               "peer_configs.SAMPLERS")
+    stray = [name for name in SAMPLERS if name not in entries]
+    if stray:
+        raise RuntimeError(f"peer_configs.SAMPLERS names {stray}, which are no registry sampler's diffusers peers")
+    return entries
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="JSON file to write")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the case list")
     ap.add_argument("--cases-per-sampler", type=int, default=24)
-    ap.add_argument("--samplers", default=",".join(SAMPLERS), help="comma list of fewstep names")
+    ap.add_argument("--samplers", default="", help="comma list of fewstep names (default: the peer list)")
+    ap.add_argument("--fewstep", help="the fewstep binary: the peer list comes from `fewstep samplers --json`")
     ap.add_argument("--check-promotion", action="store_true",
                     help="also run in diffusers' own float32 and report the largest difference")
     ap.add_argument("--quiet", action="store_true", help="do not print the case list")
@@ -727,21 +574,26 @@ def main(argv=None):
     dlogging.set_verbosity_error()
     torch.set_num_threads(1)
 
-    names = [s for s in args.samplers.split(",") if s]
-    unknown = [s for s in names if s not in SAMPLERS]
+    entries = peer_list(registry_of(args.fewstep) if args.fewstep else None)
+    names = [s for s in args.samplers.split(",") if s] or list(entries)
+    unknown = [s for s in names if s not in entries]
     if unknown:
-        print(f"diffusers_samplers: unknown sampler(s) {unknown}; valid: {list(SAMPLERS)}", file=sys.stderr)
+        print(f"diffusers_samplers: unknown sampler(s) {unknown}; valid: {list(entries)}", file=sys.stderr)
         return 1
-    modules = _modules()
-    rng = random.Random(args.seed)
+    modules = _modules({entries[n][0] for n in names})
     start = time.time()
     cases = []
     print(f"diffusers_samplers: seed {args.seed}, {args.cases_per_sampler} cases per sampler, "
           f"diffusers {diffusers.__version__}, torch {torch.__version__}")
     for sampler in names:
+        # One stream per sampler: its cases do not depend on which other
+        # samplers run, nor in which order.
+        rng = random.Random(f"{args.seed}/{sampler}")
         for i in range(args.cases_per_sampler):
-            case = make_case(rng, sampler, i)
+            case = make_case(rng, sampler, i, entries[sampler])
             result, x_final = run_case(case, modules)
+            if "note" in case and "note" in result:
+                result["note"] = case["note"] + "; " + result["note"]
             result["rounding_floor"] = rounding_floor(case, modules, result)
             scope, reason = comparison_scope(case, result)
             case.update(result)
