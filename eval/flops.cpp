@@ -53,7 +53,9 @@ uint64_t conv_flops(const std::vector<std::vector<int64_t>>& shapes, const std::
 }
 
 uint64_t op_flops(const std::string& name, const std::vector<std::vector<int64_t>>& shapes) {
-  if (name == "aten::mm" || name == "aten::addmm" || name == "aten::bmm" || name == "aten::baddbmm")
+  // addmm_ (in place): fewstep::linear_add's product into its residual.
+  if (name == "aten::mm" || name == "aten::addmm" || name == "aten::addmm_" || name == "aten::bmm" ||
+      name == "aten::baddbmm")
     return matmul_flops(name, shapes);
   // fewstep's kernels' range (the fewstep::attention op around it counts
   // nothing itself, so that the `attention` stage, which is that range,

@@ -10,7 +10,7 @@ namespace fewstep {
 
 /// FLOPs of one host operator from its recorded input shapes, 2 per
 /// multiply-add; 0 for operators that are not counted. Counted: matrix
-/// products (aten::mm, addmm, bmm, baddbmm: 2·n·k·m per batch entry, bias
+/// products (aten::mm, addmm, addmm_, bmm, baddbmm: 2·n·k·m per batch entry, bias
 /// not counted; matmul_flops) and attention ops (attention_flops).
 /// Convolutions are counted on aten::convolution by conv_flops. Elementwise
 /// ops, normalisation and softmax are not counted. Own formulas, not

@@ -107,6 +107,7 @@ TEST(MatmulFlops, FromInputShapes) {
   EXPECT_EQ(matmul_flops("aten::bmm", {{3, 4, 5}, {2, 5, 6}}), 0u);  // batches differ
   EXPECT_EQ(matmul_flops("aten::mm", {{4, 5}, {6, 7}}), 0u);         // inner dims differ
   EXPECT_EQ(op_flops("aten::mm", {{4, 5}, {5, 6}}), 2u * 4 * 5 * 6);
+  EXPECT_EQ(op_flops("aten::addmm_", {{8, 6}, {8, 5}, {5, 6}, {}, {}}), 2u * 8 * 5 * 6);  // fewstep::linear_add
   EXPECT_EQ(op_flops("aten::add", {{4, 5}, {4, 5}}), 0u);  // elementwise: not counted
 }
 
