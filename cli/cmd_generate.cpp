@@ -95,6 +95,15 @@ int run_generate(GenerateOptions& o) {
     o.f.negative_prompt.clear();
     req.cfg_scale = 1.0;
   }
+  if (m.guidance.mode == "embedded") {
+    // LCM: w enters the UNet through timestep_cond; there is no unconditional pass.
+    if (!o.quiet)
+      std::cerr << "note: " << m.name << " has embedded guidance (LCM): --cfg-scale sets w = " << req.cfg_scale
+                << " in the UNet's guidance embedding; one UNet call per step, no unconditional pass\n";
+    if (!f.negative_prompt.empty())
+      std::cerr << "warning: " << m.name << " has embedded guidance: --negative-prompt is ignored\n";
+    o.f.negative_prompt.clear();
+  }
   if (init_noise.defined()) {
     auto shape = pipe->sample_shape(req.width, req.height);
     shape[0] = o.batch_count;
@@ -121,7 +130,8 @@ int run_generate(GenerateOptions& o) {
     GenerateResult r = pipe->generate(cond, req);
     bar.finish();
     const Image img = upscale(r.image, static_cast<int>(o.upscale), o.upscale_filter == "smooth");
-    pngs.push_back(encode_png(img, "parameters", format_parameters(f.prompt, f.negative_prompt, req, m.name)));
+    pngs.push_back(
+        encode_png(img, "parameters", format_parameters(f.prompt, f.negative_prompt, req, m.name, m.guidance.mode)));
     latents.push_back(r.latents);
     total.sampling_ms += r.stats.sampling_ms;
     total.decode_ms += r.stats.decode_ms;
@@ -152,6 +162,7 @@ int run_generate(GenerateOptions& o) {
                         {"unet_calls", total.unet_calls},
                         {"unet_rows", total.unet_rows},
                         {"picard_rounds", total.picard_rounds},
+                        {"guidance", m.guidance.mode},
                         {"steps", req.steps},
                         {"sampler", req.sampler},
                         {"seed", seed0},
