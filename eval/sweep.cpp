@@ -16,6 +16,7 @@
 #include "pipeline/model_source.h"
 #include "image/plot.h"
 #include "eval/profile.h"
+#include "common/parse.h"
 #include "eval/sweep_internal.h"
 #include "samplers/registry.h"
 #include "samplers/schedule.h"
@@ -24,21 +25,10 @@
 namespace fewstep {
 namespace {
 
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
 int64_t parse_int(const std::string& flag, const std::string& item) {
-  size_t used = 0;
-  int64_t v = 0;
-  try {
-    v = std::stoll(item, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != item.size()) throw std::invalid_argument(flag + ": '" + item + "' is not an integer");
-  return v;
+  const auto v = parse_integer(item);
+  if (!v) throw std::invalid_argument(flag + ": '" + item + "' is not an integer");
+  return *v;
 }
 
 std::vector<uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
@@ -113,18 +103,10 @@ std::string SweepReference::describe() const {
 }
 
 std::vector<std::string> parse_list(const std::string& flag, const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  std::string item;
-  bool blank = false;
-  while (std::getline(in, item, ',')) {
-    if (trim(item).empty())
-      blank = true;
-    else
-      out.push_back(trim(item));
-  }
+  const std::vector<std::string> out = split_list(text, ',');
   if (out.empty()) throw std::invalid_argument(flag + ": the list is empty");
-  if (blank || text.back() == ',') throw std::invalid_argument(flag + ": empty item in '" + text + "'");
+  if (std::any_of(out.begin(), out.end(), [](const std::string& item) { return item.empty(); }))
+    throw std::invalid_argument(flag + ": empty item in '" + text + "'");
   return out;
 }
 

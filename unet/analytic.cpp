@@ -1,6 +1,8 @@
 // Analytic models; see analytic.h.
 #include "unet/analytic.h"
 
+#include "common/parse.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cerrno>
@@ -19,12 +21,10 @@ constexpr const char* kValidKeys = "k, shape, seed, prediction_type, shift, resc
 }
 
 int64_t parse_int(const std::string& spec, const std::string& key, const std::string& v, int64_t lo, int64_t hi) {
-  char* end = nullptr;
-  errno = 0;
-  const long long x = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end || errno || x < lo || x > hi)
+  const auto x = parse_integer(v);
+  if (!x || *x < lo || *x > hi)
     bad_spec(spec, key + "=" + v + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  return x;
+  return *x;
 }
 
 // [B] float64 -> [B, 1, 1, 1].
@@ -182,13 +182,13 @@ AnalyticSpec parse_analytic_spec(const std::string& spec) {
       else
         bad_spec(spec, "prediction_type=" + v + " (valid: epsilon, v_prediction, sample, flow)");
     } else if (key == "shift") {
-      char* end = nullptr;
-      out.shift = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end || !(out.shift > 0) || !std::isfinite(out.shift))
-        bad_spec(spec, "shift=" + v + " must be a number > 0");
+      const auto shift = parse_real(v);
+      if (!shift || !(*shift > 0)) bad_spec(spec, "shift=" + v + " must be a number > 0");
+      out.shift = *shift;
     } else if (key == "rescale_betas_zero_snr") {
-      if (v != "true" && v != "false") bad_spec(spec, key + "=" + v + " must be true or false");
-      out.rescale_betas_zero_snr = v == "true";
+      const auto b = parse_bool(v);
+      if (!b) bad_spec(spec, key + "=" + v + " must be true or false");
+      out.rescale_betas_zero_snr = *b;
     } else {
       bad_spec(spec, "unknown key '" + key + "' (valid: " + kValidKeys + ")");
     }
