@@ -9,12 +9,14 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/CPUAllocator.h>
 #include <c10/core/Event.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <malloc.h>
 #include <torch/headeronly/version.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <ctime>
 #include <cstdint>
@@ -135,6 +137,40 @@ int64_t peak_rss_added_bytes(F&& fn) {
   fn();
   return proc_status_bytes("VmHWM") - before;
 }
+
+/// Counts the CPU tensor allocations that go through LibTorch's CPU
+/// allocator (every at::empty on the CPU; not oneDNN's own scratch buffers)
+/// by wrapping it. install() puts it in place once per process; tensors
+/// allocated before keep their own deleters.
+class AllocationCounter final : public c10::Allocator {
+ public:
+  /// The process's counter, installed on first use.
+  static AllocationCounter& install() {
+    static AllocationCounter* counter = [] {
+      auto* c = new AllocationCounter(c10::GetCPUAllocator());
+      c10::SetCPUAllocator(c, /*priority=*/100);
+      return c;
+    }();
+    return *counter;
+  }
+
+  c10::DataPtr allocate(size_t n) override {
+    count_.fetch_add(1, std::memory_order_relaxed);
+    bytes_.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
+    return base_->allocate(n);
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return base_->raw_deleter(); }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+
+  /// Allocations and bytes so far.
+  int64_t count() const { return count_.load(); }
+  int64_t bytes() const { return bytes_.load(); }
+
+ private:
+  explicit AllocationCounter(c10::Allocator* base) : base_(base) {}
+  c10::Allocator* base_;
+  std::atomic<int64_t> count_{0}, bytes_{0};
+};
 
 /// Today's date in UTC, "YYYY-MM-DD".
 inline std::string utc_date() {

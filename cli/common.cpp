@@ -43,7 +43,7 @@ void add_shared_flags(CLI::App& cmd, SharedFlags& f, Axis axis) {
 
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt) {
   cmd.add_option("--device", rt.device, "cpu or cuda[:N]")->capture_default_str();
-  cmd.add_option("--dtype", rt.dtype, "model dtype: fp32, fp16 or bf16 (CUDA), fp64 (analytic models)")
+  cmd.add_option("--dtype", rt.dtype, "model dtype: fp32, bf16 (CPU: the UNet), fp16 (CUDA), fp64 (analytic models)")
       ->capture_default_str();
   cmd.add_option("--threads", rt.threads, "LibTorch intra-op threads (0 = all cores)")
       ->capture_default_str()
@@ -51,6 +51,10 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt) {
   cmd.add_option("--attention", rt.attention, "fused (fewstep's kernels) or native (LibTorch's)")
       ->capture_default_str()
       ->check(CLI::IsMember({"fused", "native"}));
+  cmd.add_option("--fusion", rt.fusion,
+                 "all (fewstep's fused GroupNorm/SiLU/GELU kernels, channels-last CPU UNet) or none (as exported)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"all", "none"}));
 }
 
 std::optional<int64_t> single_steps(const SharedFlags& f) {

@@ -29,14 +29,14 @@ struct SharedFlags {
   std::optional<int64_t> width, height;      ///< pixels
   std::string timestep_spacing;              ///< "" = the model's
   std::vector<std::string> sampler_options;  ///< repeated key=value
-  RuntimeOptions rt;                         ///< --device, --dtype, --threads, --attention
+  RuntimeOptions rt;                         ///< --device, --dtype, --threads, --attention, --fusion
 };
 
 /// Whether a command runs one setting (generate, profile) or sweeps lists
 /// of samplers and step counts (sweep).
 enum class Axis { one, list };
 
-/// --device, --dtype, --threads, --attention: bound to a RuntimeOptions.
+/// --device, --dtype, --threads, --attention, --fusion: bound to a RuntimeOptions.
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt);
 
 /// Declares the shared flags on `cmd`, bound to `f` (the runtime flags included).

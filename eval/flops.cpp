@@ -55,9 +55,11 @@ uint64_t conv_flops(const std::vector<std::vector<int64_t>>& shapes, const std::
 uint64_t op_flops(const std::string& name, const std::vector<std::vector<int64_t>>& shapes) {
   if (name == "aten::mm" || name == "aten::addmm" || name == "aten::bmm" || name == "aten::baddbmm")
     return matmul_flops(name, shapes);
-  // fewstep's op and kernels' range; LibTorch's SDPA and its backends
-  // (aten::_scaled_dot_product_flash_attention_for_cpu, ..._math, ...).
-  if (name == "attention" || name == "fewstep::attention" || name.rfind("aten::scaled_dot_product_attention", 0) == 0 ||
+  // fewstep's kernels' range (the fewstep::attention op around it counts
+  // nothing itself, so that the `attention` stage, which is that range,
+  // gets the FLOPs whether or not the profiler saw the op's inputs);
+  // LibTorch's SDPA and its backends (aten::_scaled_dot_product_flash_attention_for_cpu, ..._math, ...).
+  if (name == "attention" || name.rfind("aten::scaled_dot_product_attention", 0) == 0 ||
       name.rfind("aten::_scaled_dot_product_", 0) == 0)
     return attention_flops(shapes);
   return 0;

@@ -42,7 +42,8 @@ uint64_t conv_flops(const std::vector<std::vector<int64_t>>& shapes, const std::
 /// with v (the next shape, when recorded) equal to k but for its last dim
 /// (LibTorch records an extra input before q when TorchScript calls
 /// aten::scaled_dot_product_attention). 0 when no pair fits. Applies to
-/// events named "attention" (fewstep's kernels), "fewstep::attention",
+/// events named "attention" (fewstep's kernels: the range that the
+/// fewstep::attention op records around them; the op's own event counts 0),
 /// "aten::scaled_dot_product_attention" and its backends
 /// "aten::_scaled_dot_product_*", for which LibTorch gives no estimate.
 uint64_t attention_flops(const std::vector<std::vector<int64_t>>& shapes);

@@ -101,7 +101,9 @@ std::vector<ProfiledEvent> convert(const std::vector<torch::autograd::profiler::
     if (k.hasShapes()) {
       const auto shapes = k.shapes();
       std::vector<std::vector<int64_t>> s(shapes.begin(), shapes.end());
-      e.flops = e.name == "aten::convolution" ? conv_flops_of(s, k) : op_flops(e.name, s);
+      // fewstep::conv2d_prepacked records aten::convolution's arguments.
+      e.flops = e.name == "aten::convolution" || e.name == "fewstep::conv2d_prepacked" ? conv_flops_of(s, k)
+                                                                                       : op_flops(e.name, s);
     }
     out.push_back(std::move(e));
   }
@@ -275,7 +277,8 @@ ProfileReport run_profile(const ProfileOptions& o) {
   const std::string description = pipe->manifest().name + ": " + find_sampler(req.sampler).name + ", " +
                                   std::to_string(req.steps) + " steps, " + std::to_string(req.width) + "x" +
                                   std::to_string(req.height) + ", CFG " + std::to_string(req.cfg_scale).substr(0, 4) +
-                                  ", " + pipe->device().str() + ", " + o.rt.dtype + ", attention " + o.rt.attention;
+                                  ", " + pipe->device().str() + ", " + o.rt.dtype + ", attention " + o.rt.attention +
+                                  ", fusion " + o.rt.fusion;
 
   // Warm-up: first calls allocate, load kernels and tune; not profiled.
   pipe->generate(pipe->encode(o.prompt, o.negative_prompt), req);

@@ -101,13 +101,16 @@ std::vector<uint8_t> encode_npy(const NpyArray& a) {
   for (int64_t d : a.shape) shape += std::to_string(d) + ", ";
   if (a.shape.size() > 1) shape.erase(shape.size() - 2);
   std::string header = "{'descr': '" + a.descr + "', 'fortran_order': False, 'shape': (" + shape + "), }";
-  // Magic (6) + version (2) + header length (2) + header + '\n' must be a multiple of 64.
-  const size_t total = 10 + header.size() + 1;
-  header.append((64 - total % 64) % 64, ' ');
+  // Magic (6) + version (2) + header length (2, or 4 in version 2.0) + header
+  // + '\n' must be a multiple of 64. Version 1.0's length field holds at most
+  // 65535; longer headers (shapes of thousands of dimensions) need 2.0, as
+  // NumPy writes them.
+  const bool v2 = header.size() + 64 > 65535;  // padding adds at most 63 bytes and the newline
+  const size_t prefix = v2 ? 12 : 10;
+  header.append((64 - (prefix + header.size() + 1) % 64) % 64, ' ');
   header += '\n';
-  std::vector<uint8_t> out = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
-  out.push_back(static_cast<uint8_t>(header.size() & 0xff));
-  out.push_back(static_cast<uint8_t>(header.size() >> 8));
+  std::vector<uint8_t> out = {0x93, 'N', 'U', 'M', 'P', 'Y', static_cast<uint8_t>(v2 ? 2 : 1), 0};
+  for (size_t byte = 0; byte < prefix - 8; ++byte) out.push_back(static_cast<uint8_t>(header.size() >> (8 * byte)));
   out.insert(out.end(), header.begin(), header.end());
   out.insert(out.end(), a.data.begin(), a.data.end());
   return out;

@@ -25,7 +25,8 @@ struct NpyArray {
 /// Throws FileError ("<where>: ...") on anything malformed.
 NpyArray parse_npy(const std::vector<uint8_t>& bytes, const std::string& where);
 
-/// Serialises an array as a version 1.0 .npy (header padded to 64 bytes).
+/// Serialises an array as a version 1.0 .npy (header padded to 64 bytes;
+/// version 2.0 when the header would not fit 1.0's 65535-byte limit).
 /// Throws std::invalid_argument when data.size() does not match the shape
 /// and descr ("<f4" or "<f8").
 std::vector<uint8_t> encode_npy(const NpyArray& array);

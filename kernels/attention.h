@@ -37,7 +37,8 @@ struct AttentionError : std::runtime_error {
 /// [B, H, seq_k, d] with q's leading dims. Any strides, but the last dim must
 /// be contiguous. d is at most 256 (the kernels take multiples of 8; other
 /// d are zero-padded to one, which costs copies); seq_k ≥ 1.
-/// dtype: float32 on CPU; float16, bfloat16 or float32 on CUDA (all three the same).
+/// dtype: float32 or bfloat16 on CPU (bfloat16 computed in float32); float16,
+/// bfloat16 or float32 on CUDA (all three the same).
 /// scale: usually 1/√d. Returns a new tensor shaped like q (contiguous, q's dtype).
 /// Throws AttentionError (one line) when a constraint fails.
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale);

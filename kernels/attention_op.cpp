@@ -154,7 +154,7 @@ void check_attention_inputs(const at::Tensor& q, const at::Tensor& k, const at::
   }
   if (!is_supported_dtype(q.scalar_type(), backend)) {
     fail(backend == AttentionBackend::cpu
-             ? "dtype " + dtype_name(q.scalar_type()) + " is not supported on CPU (float32 only)"
+             ? "dtype " + dtype_name(q.scalar_type()) + " is not supported on CPU (float32, bfloat16)"
              : "dtype " + dtype_name(q.scalar_type()) + " is not supported on CUDA (float16, bfloat16, float32)");
   }
   // Devices.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kernels/graph_match.h"
 
 namespace fewstep {
 namespace {
@@ -22,50 +23,13 @@ using torch::jit::Graph;
 using torch::jit::Node;
 using torch::jit::Value;
 namespace aten = c10::aten;
-
-/// The input of `node` named `name` in its schema, or nullptr.
-Value* input_named(const Node* node, const char* name) {
-  const c10::FunctionSchema* schema = node->maybeSchema();
-  if (schema == nullptr) return nullptr;
-  const std::optional<int> index = schema->argumentIndexWithName(name);
-  if (!index || static_cast<size_t>(*index) >= node->inputs().size()) return nullptr;
-  return node->input(*index);
-}
-
-bool is_none(const Value* v) {
-  if (v->type()->kind() == c10::TypeKind::NoneType) return true;
-  const std::optional<c10::IValue> c = torch::jit::toIValue(v);
-  return c && c->isNone();
-}
-
-/// A constant number (int, float, bool or one-element tensor), as a double.
-std::optional<double> constant_number(const Value* v) {
-  const std::optional<c10::IValue> c = torch::jit::toIValue(v);
-  if (!c) return std::nullopt;
-  if (c->isDouble() || c->isInt() || c->isBool()) return c->toScalar().toDouble();
-  if (c->isTensor() && c->toTensor().numel() == 1) return c->toTensor().item<double>();
-  return std::nullopt;
-}
-
-bool is_constant(const Value* v, double x) {
-  const std::optional<double> c = constant_number(v);
-  return c && *c == x;
-}
-
-bool is_number(const Value* v) {
-  const c10::TypeKind kind = v->type()->kind();
-  return kind == c10::TypeKind::FloatType || kind == c10::TypeKind::IntType || kind == c10::TypeKind::NumberType ||
-         constant_number(v).has_value();
-}
-
-bool only_use_is(const Value* v, const Node* user) { return v->uses().size() == 1 && v->uses()[0].user == user; }
-
-std::optional<int64_t> known_rank(const Value* v) {
-  if (auto tensor = v->type()->cast<c10::TensorType>()) {
-    if (auto dim = tensor->dim()) return static_cast<int64_t>(*dim);
-  }
-  return std::nullopt;
-}
+using match::constant_number;
+using match::input_named;
+using match::is_constant;
+using match::is_none;
+using match::is_number;
+using match::known_rank;
+using match::only_use_is;
 
 /// Whether dims {a, b} (in any order) are the last two of a tensor of
 /// `rank` (when known; bmm operands have rank 3).

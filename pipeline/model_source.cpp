@@ -38,7 +38,7 @@ std::optional<Tokenizer> load_tokenizer(const std::optional<TokenizerSpec>& spec
 
 }  // namespace
 
-LoadedModel load_model_source(const std::string& model, bool fused_attention) {
+LoadedModel load_model_source(const std::string& model, bool fused_attention, FusionMode fusion) {
   LoadedModel out;
   if (model.rfind("analytic:", 0) == 0) {
     std::unique_ptr<AnalyticModel> am;
@@ -62,8 +62,17 @@ LoadedModel load_model_source(const std::string& model, bool fused_attention) {
     out.analytic = true;
     return out;
   }
-  ModulePass pass;
-  if (fused_attention) pass = [](torch::jit::Module& m) { rewrite_attention(m); };
+  const bool kernels = fusion != FusionMode::none;
+  // The block-wise runner calls only the UNet's submodules: its root forward
+  // is left unfused (it would inline the whole model at load time).
+  auto make_pass = [&](bool root_methods) -> ModulePass {
+    if (!fused_attention && !kernels) return {};
+    return [fused_attention, kernels, root_methods](torch::jit::Module& m) {
+      if (kernels)
+        rewrite_fusion(m, root_methods);  // inlines first, so attention is then found in the inlined graphs too
+      if (fused_attention) rewrite_attention(m);
+    };
+  };
   out.manifest = load_manifest(model);
   ModelManifest& m = out.manifest;
   const std::string manifest_file = (m.dir / "model.json").string();
@@ -72,7 +81,9 @@ LoadedModel load_model_source(const std::string& model, bool fused_attention) {
       m.warnings.push_back(manifest_file + ": field 'scheduler." + key +
                            "': not a scheduler setting fewstep implements; ignored");
 
-  auto unet = std::make_unique<TorchScriptUnet>(m.unet, m.text_encoder.has_value(), pass);
+  const ModulePass pass = make_pass(true);
+  auto unet = std::make_unique<TorchScriptUnet>(m.unet, m.text_encoder.has_value(), make_pass(m.unet.form != "blocks"),
+                                                fusion == FusionMode::all);
   const std::string unet_name = std::filesystem::path(m.unet.file).filename().string();
   const std::string schema = unet_name + (m.unet.form == "blocks" ? "'s time_embed.forward" : "'s forward");
   if (m.guidance.mode == "embedded" && !unet->takes_timestep_cond())

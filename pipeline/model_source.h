@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "kernels/fused.h"
 #include "tokenizer/tokenizer.h"
 #include "unet/model.h"
 #include "unet/package.h"
@@ -32,11 +33,14 @@ std::string default_model_dir();
 /// `model` is a package folder or `analytic:<name>[:options]`. With
 /// `fused_attention`, the UNet and text encoders are rewritten so that their
 /// attention runs through fewstep::attention (the VAE never is: see
-/// VaeDecoder). Tokenizers pad with the manifest's pad_id. A scheduler key
-/// that no sampler takes as an option adds a warning to manifest.warnings.
-/// Throws ModelError / TokenizerError, among others when the manifest asks
-/// for an input the UNet's schema lacks (guidance.mode "embedded" without
-/// timestep_cond, addition_embed_type "text_time" without added_cond).
-LoadedModel load_model_source(const std::string& model, bool fused_attention);
+/// VaeDecoder); with `fusion` kernels or all, GroupNorm/SiLU, GELU and GEGLU
+/// run through fewstep's fused kernels (rewrite_fusion, kernels/fused.h), and
+/// with all a UNet on the CPU also runs channels-last. Tokenizers pad with the
+/// manifest's pad_id. A scheduler key that no sampler takes as an option adds
+/// a warning to manifest.warnings. Throws ModelError / TokenizerError, among
+/// others when the manifest asks for an input the UNet's schema lacks
+/// (guidance.mode "embedded" without timestep_cond, addition_embed_type
+/// "text_time" without added_cond).
+LoadedModel load_model_source(const std::string& model, bool fused_attention, FusionMode fusion = FusionMode::none);
 
 }  // namespace fewstep

@@ -72,8 +72,14 @@ std::unique_ptr<Pipeline> Pipeline::load(const std::string& model, const Runtime
   p->model_dtype_ = parse_dtype(rt.dtype);
   if (rt.attention != "fused" && rt.attention != "native")
     throw std::invalid_argument("--attention: '" + rt.attention + "' is not one of fused, native");
+  FusionMode fusion = FusionMode::all;
+  try {
+    fusion = parse_fusion_mode(rt.fusion);
+  } catch (const FusedOpError& e) {
+    throw std::invalid_argument(e.what());
+  }
 
-  LoadedModel loaded = load_model_source(model, rt.attention == "fused");
+  LoadedModel loaded = load_model_source(model, rt.attention == "fused", fusion);
   if (const std::string& name = loaded.manifest.defaults.sampler; !name.empty()) {
     try {
       find_sampler(name);
@@ -95,14 +101,17 @@ std::unique_ptr<Pipeline> Pipeline::load(const std::string& model, const Runtime
   p->analytic_ = analytic;
   if (p->model_dtype_ == at::kDouble && !analytic)
     throw std::invalid_argument("--dtype: fp64 is only for analytic models (use fp32, fp16 or bf16)");
-  if ((p->model_dtype_ == at::kHalf || p->model_dtype_ == at::kBFloat16) && !p->device_.is_cuda())
-    throw std::invalid_argument("--dtype: " + rt.dtype + " needs --device cuda (CPU runs fp32)");
+  if (p->model_dtype_ == at::kHalf && !p->device_.is_cuda())
+    throw std::invalid_argument("--dtype: fp16 needs --device cuda (CPU runs fp32 or bf16)");
   p->sampler_dtype_ = p->model_dtype_ == at::kDouble ? at::kDouble : at::kFloat;
+  // bf16 on the CPU is for the UNet, the cost of every step; the text
+  // encoder (once per prompt) and the VAE decoder (once per image) stay fp32.
+  p->aux_dtype_ = p->model_dtype_ == at::kBFloat16 && p->device_.is_cpu() ? at::kFloat : p->model_dtype_;
 
   p->model_->to(p->device_, p->model_dtype_);
-  if (p->text_encoder_) p->text_encoder_->to(p->device_, p->model_dtype_);
-  if (p->text_encoder_2_) p->text_encoder_2_->to(p->device_, p->model_dtype_);
-  if (p->vae_) p->vae_->to(p->device_, p->model_dtype_);
+  if (p->text_encoder_) p->text_encoder_->to(p->device_, p->aux_dtype_);
+  if (p->text_encoder_2_) p->text_encoder_2_->to(p->device_, p->aux_dtype_);
+  if (p->vae_) p->vae_->to(p->device_, p->aux_dtype_);
   p->load_ms_ = ms_since(t0);
   return p;
 }
@@ -281,7 +290,7 @@ GenerateResult Pipeline::generate(const Conditioning& cond, const GenerateReques
 
   const auto t_decode = Clock::now();
   at::Tensor image = x0;
-  if (vae_) image = vae_->decode(x0.to(model_dtype_));
+  if (vae_) image = vae_->decode(x0.to(aux_dtype_));
   res.image = to_rgb8(image);
   st.decode_ms = ms_since(t_decode);
   st.total_ms = ms_since(t_total);

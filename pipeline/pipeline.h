@@ -21,9 +21,10 @@ namespace fewstep {
 /// Where and how the model runs.
 struct RuntimeOptions {
   std::string device = "cpu";       ///< cpu | cuda | cuda:N
-  std::string dtype = "fp32";       ///< fp32 | fp16 | bf16 (CUDA) | fp64 (analytic models only)
+  std::string dtype = "fp32";       ///< fp32 | fp16 (CUDA) | bf16 | fp64 (analytic models only)
   int threads = 0;                  ///< LibTorch intra-op threads; 0 = all cores
   std::string attention = "fused";  ///< fused | native
+  std::string fusion = "all";       ///< all (fused kernels + channels-last CPU UNet) | kernels | none (kernels/fused.h)
 };
 
 /// Prompt embeddings, computed once and reused for every seed.
@@ -135,6 +136,7 @@ class Pipeline {
   std::optional<Tokenizer> tokenizer_, tokenizer_2_;
   at::Device device_ = at::kCPU;
   at::ScalarType model_dtype_ = at::kFloat, sampler_dtype_ = at::kFloat;
+  at::ScalarType aux_dtype_ = at::kFloat;  // text encoder and VAE decoder: model_dtype_, but fp32 for bf16 on the CPU
   double load_ms_ = 0;
   bool analytic_ = false;
 };

@@ -95,7 +95,8 @@ std::pair<ResolvedOptions::Value, std::string> check_option_value(const SamplerO
 
 ResolvedOptions resolve_options(const std::vector<SamplerOptionInfo>& table, const SamplerOptions& given,
                                 const std::string& owner) {
-  for (const auto& [key, value] : given) {
+  for (const auto& entry : given) {
+    const std::string& key = entry.first;  // a plain name: clang 14 cannot capture structured bindings
     const bool known =
         std::any_of(table.begin(), table.end(), [&](const SamplerOptionInfo& o) { return o.name == key; });
     if (!known)

@@ -188,32 +188,36 @@ Tokenizer::Tokenizer(std::unordered_map<std::string, int64_t> vocab,
 
 Tokenizer Tokenizer::from_vocab_merges(const std::filesystem::path& vocab_json,
                                        const std::filesystem::path& merges_txt) {
+  return from_vocab_merges_text(read_text_file(vocab_json), read_text_file(merges_txt), vocab_json.string(),
+                                merges_txt.string());
+}
+
+Tokenizer Tokenizer::from_vocab_merges_text(std::string_view vocab_json_text, std::string_view merges_text,
+                                            const std::string& vocab_name, const std::string& merges_name) {
   std::unordered_map<std::string, int64_t> vocab;
   {
-    const std::string text = read_text_file(vocab_json);
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(text);
+      j = nlohmann::json::parse(vocab_json_text);
     } catch (const nlohmann::json::exception&) {
-      throw TokenizerError(vocab_json.string() + ": not valid JSON");
+      throw TokenizerError(vocab_name + ": not valid JSON");
     }
-    if (!j.is_object()) throw TokenizerError(vocab_json.string() + ": expected an object of token -> id");
+    if (!j.is_object()) throw TokenizerError(vocab_name + ": expected an object of token -> id");
     for (const auto& [token, id] : j.items()) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0) {
-        throw TokenizerError(vocab_json.string() + ": the id of token \"" + token + "\" is not a non-negative integer");
+        throw TokenizerError(vocab_name + ": the id of token \"" + token + "\" is not a non-negative integer");
       }
       vocab[token] = id.get<int64_t>();
     }
   }
   std::vector<std::pair<std::string, std::string>> merges;
-  const std::string text = read_text_file(merges_txt);
-  const auto lines = split_lines(text);
+  const auto lines = split_lines(merges_text);
   for (size_t i = 0; i < lines.size(); ++i) {
     if (lines[i].empty() || (i == 0 && lines[i].starts_with("#version"))) continue;
-    merges.push_back(parse_merge(lines[i], merges_txt.string(), i + 1));
+    merges.push_back(parse_merge(lines[i], merges_name, i + 1));
   }
-  check_vocab_merges(vocab, merges, vocab_json, merges_txt);
-  return Tokenizer(std::move(vocab), merges, vocab_json.string());
+  check_vocab_merges(vocab, merges, vocab_name, merges_name);
+  return Tokenizer(std::move(vocab), merges, vocab_name);
 }
 
 Tokenizer Tokenizer::from_clip_gz(const std::filesystem::path& gz_path) {

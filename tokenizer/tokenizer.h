@@ -75,6 +75,12 @@ class Tokenizer {
   /// lacks `<|startoftext|>` or `<|endoftext|>`.
   static Tokenizer from_vocab_merges(const std::filesystem::path& vocab_json, const std::filesystem::path& merges_txt);
 
+  /// from_vocab_merges on the two files' texts, with no file read (tests and
+  /// fuzz targets): `vocab_name` and `merges_name` stand for the files in
+  /// errors. Throws TokenizerError as from_vocab_merges does.
+  static Tokenizer from_vocab_merges_text(std::string_view vocab_json_text, std::string_view merges_text,
+                                          const std::string& vocab_name, const std::string& merges_name);
+
   /// Loads OpenAI's gzip merges file and derives CLIP's vocabulary from it:
   /// the 256 byte symbols, the same with `</w>`, then the merged symbols of
   /// the first 48,894 merges after the header line, then `<|startoftext|>`

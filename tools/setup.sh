@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # fewstep set-up on Debian 12: installs what is missing (apt packages, a
 # project-local .venv with PyPI's torch), configures and builds, then
-#   tools/setup.sh demo   generates an image with the embedded default model
-#   tools/setup.sh test   runs the whole test suite (ctest)
-#   tools/setup.sh build  only sets up and builds
+#   tools/setup.sh demo      generates an image with the embedded default model
+#   tools/setup.sh test      runs the whole test suite (ctest), then the
+#                            sanitizer tests and the fuzz smoke below
+#   tools/setup.sh build     only sets up and builds
+# and, without torch (clang-14 and its runtimes installed when missing):
+#   tools/setup.sh sanitize  the torch-free cores and their tests under
+#                            AddressSanitizer + UBSan (build-asan/, ctest)
+#   tools/setup.sh fuzz      each libFuzzer target for FEWSTEP_FUZZ_SECONDS
+#                            (default 20) from its seed corpus (build-fuzz/)
+# See docs/fuzzing.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 MODE=${1:-build}
 BUILD=${FEWSTEP_BUILD_DIR:-$ROOT/build}
 JOBS=${FEWSTEP_JOBS:-$(nproc)}
+FUZZ_SECONDS=${FEWSTEP_FUZZ_SECONDS:-20}
+case "$MODE" in
+  demo|test|build|sanitize|fuzz) ;;
+  *) echo "usage: tools/setup.sh [demo|test|build|sanitize|fuzz]" >&2; exit 2 ;;
+esac
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
@@ -20,6 +32,8 @@ APT_PACKAGES=(
   libre2-dev libicu-dev zlib1g-dev fonts-dejavu-core
   fonts-noto-color-emoji unicode-cldr-core
 )
+# clang's libFuzzer and sanitizer runtimes, only where they are used.
+case "$MODE" in test|sanitize|fuzz) APT_PACKAGES+=(clang-14 libclang-rt-14-dev) ;; esac
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,7 +45,30 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# --- 2. Python virtual environment with torch (LibTorch lives inside it) ------
+# --- 2. Torch-free builds: the cores under sanitizers, and the fuzz targets ---
+# Their own build trees, configured with clang; no torch, no .venv.
+sanitize_tests() {
+  local tree="$ROOT/build-asan"
+  log "sanitizer build ($tree): torch-free cores and tests under ASan + UBSan"
+  CC=clang-14 CXX=clang++-14 cmake -S . -B "$tree" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DFEWSTEP_SANITIZE=address,undefined >/dev/null
+  cmake --build "$tree" -j "$JOBS"
+  ctest --test-dir "$tree" --output-on-failure -j "$JOBS"
+}
+fuzz_smoke() {
+  local tree="$ROOT/build-fuzz"
+  log "fuzz build ($tree): each target ${FUZZ_SECONDS} s from its seed corpus"
+  CC=clang-14 CXX=clang++-14 cmake -S . -B "$tree" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DFEWSTEP_FUZZ=ON -DFEWSTEP_TESTS=OFF -DFEWSTEP_FUZZ_SECONDS="$FUZZ_SECONDS" >/dev/null
+  cmake --build "$tree" -j "$JOBS"
+  ctest --test-dir "$tree" -L fuzz --output-on-failure -j "$JOBS"
+}
+case "$MODE" in
+  sanitize) sanitize_tests; exit 0 ;;
+  fuzz) fuzz_smoke; exit 0 ;;
+esac
+
+# --- 3. Python virtual environment with torch (LibTorch lives inside it) ------
 PY=${FEWSTEP_PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
@@ -46,7 +83,7 @@ if [ "$(cat .venv/.fewstep-req 2>/dev/null)" != "$REQ_HASH" ]; then
   echo "$REQ_HASH" > .venv/.fewstep-req
 fi
 
-# --- 3. Configure and build ---------------------------------------------------
+# --- 4. Configure and build ---------------------------------------------------
 if [ ! -f "$BUILD/build.ninja" ]; then
   log "configuring $BUILD"
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release ${FEWSTEP_CMAKE_ARGS:-} >/dev/null
@@ -54,7 +91,7 @@ fi
 log "building with $JOBS jobs"
 cmake --build "$BUILD" -j "$JOBS"
 
-# --- 4. What was asked for ------------------------------------------------------
+# --- 5. What was asked for ------------------------------------------------------
 case "$MODE" in
   demo)
     MODEL="$ROOT/models/emoji"
@@ -66,7 +103,8 @@ case "$MODE" in
   test)
     log "running the test suite"
     ctest --test-dir "$BUILD" --output-on-failure -j "$JOBS"
+    sanitize_tests
+    fuzz_smoke
     ;;
   build) ;;
-  *) echo "usage: tools/setup.sh [demo|test|build]" >&2; exit 2 ;;
 esac

@@ -77,11 +77,11 @@ class Fields {
   std::string file_, prefix_;
 };
 
-std::filesystem::path existing_file(const Fields& f, const std::string& key, const std::filesystem::path& dir) {
+std::filesystem::path existing_file(const Fields& f, const std::string& key, const std::filesystem::path& dir,
+                                    const FileExists& exists) {
   // Relative paths may leave the package ("../emoji/text_encoder.pt").
   std::filesystem::path p = (dir / f.str(key)).lexically_normal();
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(p, ec)) f.fail(key, "file not found: " + p.string());
+  if (!exists(p)) f.fail(key, "file not found: " + p.string());
   return p;
 }
 
@@ -216,20 +216,23 @@ SchedulerConfig read_scheduler(const Fields& s, std::vector<std::string>* warnin
 /// `key` (text_encoder or text_encoder_2), when present; `tokenizer_key`
 /// must then be present too.
 std::optional<TextEncoderSpec> read_text_encoder(const Fields& f, const std::string& key,
-                                                 const std::string& tokenizer_key, const std::filesystem::path& dir) {
+                                                 const std::string& tokenizer_key, const std::filesystem::path& dir,
+                                                 const FileExists& exists) {
   if (!f.has(key)) return std::nullopt;
   Fields t = f.object(key);
-  TextEncoderSpec spec{existing_file(t, "file", dir).string(), t.positive("context_length"), t.positive("hidden_size"),
-                       0, key};
+  TextEncoderSpec spec{existing_file(t, "file", dir, exists).string(), t.positive("context_length"),
+                       t.positive("hidden_size"), 0, key};
   if (t.has("pooled_size")) spec.pooled_size = t.positive("pooled_size");
   if (!f.has(tokenizer_key)) f.fail(tokenizer_key, "required when " + key + " is set");
   return spec;
 }
 
-std::optional<TokenizerSpec> read_tokenizer(const Fields& f, const std::string& key, const std::filesystem::path& dir) {
+std::optional<TokenizerSpec> read_tokenizer(const Fields& f, const std::string& key, const std::filesystem::path& dir,
+                                            const FileExists& exists) {
   if (!f.has(key)) return std::nullopt;
   Fields t = f.object(key);
-  TokenizerSpec spec{existing_file(t, "vocab", dir).string(), existing_file(t, "merges", dir).string(), {}};
+  TokenizerSpec spec{
+      existing_file(t, "vocab", dir, exists).string(), existing_file(t, "merges", dir, exists).string(), {}};
   if (t.has("pad_id")) {
     spec.pad_id = t.integer("pad_id");
     if (*spec.pad_id < 0) t.fail("pad_id", "must be >= 0");
@@ -251,12 +254,19 @@ ModelManifest load_manifest(const std::filesystem::path& dir_in) {
   if (!std::filesystem::is_directory(dir_in, ec)) throw ModelError(dir_in.string() + ": model folder not found");
   const std::filesystem::path dir = std::filesystem::absolute(dir_in);
   const std::filesystem::path path = dir / "model.json";
-  const std::string file = path.string();
   std::ifstream in(path);
-  if (!in) throw ModelError(file + ": cannot open the manifest");
+  if (!in) throw ModelError(path.string() + ": cannot open the manifest");
   std::stringstream buf;
   buf << in.rdbuf();
-  json j = json::parse(buf.str(), nullptr, /*allow_exceptions=*/false);
+  return parse_manifest(buf.str(), dir, path.string(), [](const std::filesystem::path& p) {
+    std::error_code ec;
+    return std::filesystem::is_regular_file(p, ec);
+  });
+}
+
+ModelManifest parse_manifest(std::string_view json_text, const std::filesystem::path& dir, const std::string& file,
+                             const FileExists& exists) {
+  json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw ModelError(file + ": not valid JSON");
   if (!j.is_object()) throw ModelError(file + ": expected a JSON object at the top level");
 
@@ -281,7 +291,7 @@ ModelManifest load_manifest(const std::filesystem::path& dir_in) {
   m.scheduler = read_scheduler(f.object("scheduler"), &m.warnings);
 
   Fields u = f.object("unet");
-  m.unet.file = existing_file(u, "file", dir).string();
+  m.unet.file = existing_file(u, "file", dir, exists).string();
   if (u.has("form")) m.unet.form = u.one_of("form", {"monolithic", "blocks"});
   if (u.has("downsample_factor")) m.unet.downsample_factor = u.positive("downsample_factor");
   if (u.has("time_cond_proj_dim")) {
@@ -292,10 +302,10 @@ ModelManifest load_manifest(const std::filesystem::path& dir_in) {
   if (u.has("addition_embed_type")) m.unet.addition_embed_type = u.one_of("addition_embed_type", {"text_time"});
   if (u.has("addition_time_embed_dim")) m.unet.addition_time_embed_dim = u.positive("addition_time_embed_dim");
 
-  m.text_encoder = read_text_encoder(f, "text_encoder", "tokenizer", dir);
-  m.tokenizer = read_tokenizer(f, "tokenizer", dir);
-  m.text_encoder_2 = read_text_encoder(f, "text_encoder_2", "tokenizer_2", dir);
-  m.tokenizer_2 = read_tokenizer(f, "tokenizer_2", dir);
+  m.text_encoder = read_text_encoder(f, "text_encoder", "tokenizer", dir, exists);
+  m.tokenizer = read_tokenizer(f, "tokenizer", dir, exists);
+  m.text_encoder_2 = read_text_encoder(f, "text_encoder_2", "tokenizer_2", dir, exists);
+  m.tokenizer_2 = read_tokenizer(f, "tokenizer_2", dir, exists);
   if (m.text_encoder_2) {
     if (!m.text_encoder)
       f.fail("text_encoder_2", "needs text_encoder (SDXL's context is cat(text_encoder, text_encoder_2))");
@@ -324,7 +334,7 @@ ModelManifest load_manifest(const std::filesystem::path& dir_in) {
   }
   if (f.has("vae_decoder")) {
     Fields v = f.object("vae_decoder");
-    m.vae_decoder = VaeSpec{existing_file(v, "file", dir).string(), 0.18215};
+    m.vae_decoder = VaeSpec{existing_file(v, "file", dir, exists).string(), 0.18215};
     if (v.has("scaling_factor")) m.vae_decoder->scaling_factor = v.number("scaling_factor");
     if (!(m.vae_decoder->scaling_factor > 0)) v.fail("scaling_factor", "must be > 0");
   }
@@ -336,6 +346,14 @@ ModelManifest load_manifest(const std::filesystem::path& dir_in) {
   if (m.sample_height % m.unet.downsample_factor || m.sample_width % m.unet.downsample_factor)
     f.fail("sample_size", "must be a multiple of unet.downsample_factor");
 
+  // Pixel sizes are sample_size × vae_scale_factor; they must be
+  // representable (fuzz_manifest: [2^62, 8] × 4 overflowed int64). The size
+  // multiple, downsample_factor × vae_scale_factor, is no larger, since
+  // sample_size is a positive multiple of downsample_factor.
+  int64_t product = 0;
+  if (__builtin_mul_overflow(m.sample_height, m.vae_scale_factor, &product) ||
+      __builtin_mul_overflow(m.sample_width, m.vae_scale_factor, &product))
+    f.fail("sample_size", "times vae_scale_factor does not fit a 64-bit integer");
   m.defaults.width = m.sample_width * m.vae_scale_factor;
   if (m.guidance.mode == "none") m.defaults.cfg_scale = 1.0;
   m.defaults.height = m.sample_height * m.vae_scale_factor;

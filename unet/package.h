@@ -3,7 +3,9 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
+#include <string_view>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -115,6 +117,18 @@ struct ModelManifest {
 /// do unknown keys later (model_source.h: those a sampler takes are options).
 /// Throws ModelError (one line naming the file and the field).
 ModelManifest load_manifest(const std::filesystem::path& dir);
+
+/// Says whether a file a manifest names exists (a regular file). load_manifest
+/// asks the file system; tests and fuzz targets pass a virtual folder.
+using FileExists = std::function<bool(const std::filesystem::path&)>;
+
+/// The validation of load_manifest on model.json's text, with no file read:
+/// `dir` is the package folder the manifest's paths are resolved against (used
+/// as given), `file` names the manifest in errors, and `exists` decides
+/// whether each file named is there. Throws ModelError (one line naming
+/// `file` and the field).
+ModelManifest parse_manifest(std::string_view json_text, const std::filesystem::path& dir, const std::string& file,
+                             const FileExists& exists);
 
 /// Parses a scheduler object with diffusers' scheduler_config.json keys into
 /// a SchedulerConfig; `where` prefixes error messages; notices about keys

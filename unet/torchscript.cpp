@@ -99,8 +99,13 @@ int64_t count_parameters(const torch::jit::Module& m) {
   return n;
 }
 
-TorchScriptUnet::TorchScriptUnet(const UnetSpec& spec, bool conditional, const ModulePass& pass)
-    : file_(spec.file), form_(spec.form), conditional_(conditional), module_(load_torchscript(spec.file)) {
+TorchScriptUnet::TorchScriptUnet(const UnetSpec& spec, bool conditional, const ModulePass& pass,
+                                 bool channels_last_on_cpu)
+    : file_(spec.file),
+      form_(spec.form),
+      conditional_(conditional),
+      channels_last_on_cpu_(channels_last_on_cpu),
+      module_(load_torchscript(spec.file)) {
   module_.eval();
   if (pass) pass(module_);
   for (const auto& p : module_.parameters()) {
@@ -134,7 +139,14 @@ TorchScriptUnet::TorchScriptUnet(const UnetSpec& spec, bool conditional, const M
 
 int64_t TorchScriptUnet::parameter_count() const { return count_parameters(module_); }
 
-void TorchScriptUnet::to(at::Device device, at::ScalarType dtype) { module_.to(device, dtype); }
+void TorchScriptUnet::to(at::Device device, at::ScalarType dtype) {
+  module_.to(device, dtype);
+  channels_last_ = channels_last_on_cpu_ && device.is_cpu();
+  if (!channels_last_) return;
+  for (const at::Tensor& p : module_.parameters()) {
+    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  }
+}
 
 at::Tensor TorchScriptUnet::forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context) {
   return forward(sample, timestep, context, ExtraConditioning{});
@@ -149,8 +161,11 @@ at::Tensor TorchScriptUnet::forward(const at::Tensor& sample, const at::Tensor& 
     throw ModelError(base(file_) + ": got an added_cond, but the UNet's " + schema + " takes none");
   at::Tensor out;
   try {
-    out = form_ == "blocks" ? forward_blocks(sample, timestep, context, extra)
-                            : forward_monolithic(sample, timestep, context, extra);
+    const at::Tensor x =
+        channels_last_ && sample.dim() == 4 ? sample.contiguous(at::MemoryFormat::ChannelsLast) : sample;
+    out = form_ == "blocks" ? forward_blocks(x, timestep, context, extra)
+                            : forward_monolithic(x, timestep, context, extra);
+    if (channels_last_) out = out.contiguous();
   } catch (const ModelError&) {
     throw;
   } catch (const std::exception& e) {

@@ -40,13 +40,18 @@ std::string first_line(const std::exception& e);
 ///    time_embed.forward takes (timestep [B] float32, timestep_cond, added_cond) or, in
 ///    packages written before those existed, (timestep) alone: the schema decides.
 /// An extra input that is not given reaches the module as an empty tensor (numel 0).
+/// With `channels_last_on_cpu`, a model moved to the CPU keeps its 4-D
+/// weights and runs its activations channels-last (NHWC memory, the same
+/// NCHW shapes): oneDNN's convolutions then need no layout reorders and
+/// the spatial transformer's flatten/transpose become views. forward()
+/// still takes and returns contiguous NCHW tensors.
 /// Throws ModelError on a missing submodule, a failing forward or a wrong output shape.
 /// When a forward fails and the sample's channel count differs from the
 /// module's first 4-D weight (its input convolution, [out, in, kh, kw]), the
 /// error says so first, then quotes LibTorch's first line.
 class TorchScriptUnet : public Model {
  public:
-  TorchScriptUnet(const UnetSpec& spec, bool conditional, const ModulePass& pass);
+  TorchScriptUnet(const UnetSpec& spec, bool conditional, const ModulePass& pass, bool channels_last_on_cpu = false);
   at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context) override;
   /// extra: timestep_cond [B, D] and/or added_cond [B, A], float32 (model.h).
   /// Throws ModelError when given to a UNet whose schema does not take them.
@@ -71,7 +76,9 @@ class TorchScriptUnet : public Model {
 
   std::string file_, form_;
   bool conditional_;
-  int takes_extra_ = 0;              // 0: neither, 1: timestep_cond, 2: both (the schema's extra arguments)
+  int takes_extra_ = 0;  // 0: neither, 1: timestep_cond, 2: both (the schema's extra arguments)
+  bool channels_last_on_cpu_;
+  bool channels_last_ = false;       // on the CPU with channels_last_on_cpu_
   int64_t input_conv_channels_ = 0;  // 0: the module has no 4-D weight
   torch::jit::Module module_;
   torch::jit::Module time_embed_, middle_block_, out_;

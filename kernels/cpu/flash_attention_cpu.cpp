@@ -25,6 +25,9 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/isa_clones.h"
+#include "kernels/cpu/vec_math.h"
+
 namespace fewstep::cpu {
 namespace {
 
@@ -109,15 +112,7 @@ template <int64_t MR, int64_t NV>
   constexpr float kRound = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer
   const float xc = x < -126.0f ? -126.0f : x;
   const float n = (xc + kRound) - kRound;
-  const float y = (xc - n) * kLn2;
-  float poly = 1.0f / 5040.0f;
-  poly = poly * y + 1.0f / 720.0f;
-  poly = poly * y + 1.0f / 120.0f;
-  poly = poly * y + 1.0f / 24.0f;
-  poly = poly * y + 1.0f / 6.0f;
-  poly = poly * y + 0.5f;
-  poly = poly * y + 1.0f;
-  poly = poly * y + 1.0f;
+  const float poly = vec::exp_taylor7((xc - n) * kLn2);
   const float two_n = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
   return x < -126.0f ? 0.0f : poly * two_n;
 }
@@ -133,9 +128,9 @@ struct Scratch {
 };
 
 /// One work item: rows [q0, q0 + rows) of one (batch, head).
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten)) void attend_block(
-    const float* q, int64_t q_stride, const float* k, int64_t k_stride, const float* v, int64_t v_stride, float* out,
-    int64_t out_stride, int64_t rows, int64_t seq_k, int64_t head_dim, float scale_log2, int64_t block_k, Scratch& s) {
+FEWSTEP_ISA_CLONES void attend_block(const float* q, int64_t q_stride, const float* k, int64_t k_stride, const float* v,
+                                     int64_t v_stride, float* out, int64_t out_stride, int64_t rows, int64_t seq_k,
+                                     int64_t head_dim, float scale_log2, int64_t block_k, Scratch& s) {
   const int64_t dim_pad = round_up(head_dim, kColAlign);
   const int64_t rows_pad = round_up(rows, kColAlign);
   float* acc = s.acc.data();

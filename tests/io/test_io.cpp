@@ -49,6 +49,20 @@ TEST(Npy, RoundTripAndAlignment) {
   EXPECT_EQ(parse_npy(one, "mem").shape, (std::vector<int64_t>{3}));
 }
 
+// A header over version 1.0's 65535 bytes (here 40,000 dimensions) is
+// written as version 2.0, with a 4-byte length, and reads back.
+TEST(Npy, LongHeaderIsVersion2) {
+  const NpyArray a = float32_array(std::vector<int64_t>(40000, 1), {2.5f});
+  const std::vector<uint8_t> bytes = encode_npy(a);
+  ASSERT_GT(bytes.size(), 65536u);
+  EXPECT_EQ(bytes[6], 2);
+  EXPECT_EQ((bytes.size() - a.data.size()) % 64, 0u);
+  const NpyArray b = parse_npy(bytes, "mem");
+  EXPECT_EQ(b.shape, a.shape);
+  EXPECT_EQ(b.data, a.data);
+  EXPECT_EQ(encode_npy(float32_array({2}, {1, 2}))[6], 1);
+}
+
 TEST(Npy, MalformedInputIsNamed) {
   std::vector<uint8_t> bytes = encode_npy(float32_array({2}, {1, 2}));
   bytes.pop_back();

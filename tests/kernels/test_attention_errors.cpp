@@ -57,7 +57,7 @@ TEST(AttentionErrors, WrongDtypes) {
       [] {
         attention(qkv({2, 5, 16}, at::kDouble), qkv({2, 5, 16}, at::kDouble), qkv({2, 5, 16}, at::kDouble), 1.0);
       },
-      "dtype Double is not supported on CPU (float32 only)");
+      "dtype Double is not supported on CPU (float32, bfloat16)");
   expect_attention_error(
       [] {
         attention(qkv({2, 5, 16}), qkv({2, 5, 16}, at::kHalf), qkv({2, 5, 16}), 1.0);

@@ -92,23 +92,6 @@ TEST(Picard, RefusesSamplersWithoutASingleStepRule) {
       SamplerError);
 }
 
-TEST(Picard, ParsesItsSpec) {
-  const PicardOptions p = parse_picard("picard:window=4,tol=0.01,max_rounds=9");
-  EXPECT_EQ(p.window, 4);
-  EXPECT_DOUBLE_EQ(p.tol, 0.01);
-  EXPECT_EQ(p.max_rounds, 9);
-  EXPECT_EQ(parse_picard("picard").window, PicardOptions{}.window);
-  for (const std::string bad : {"jacobi:window=2", "picard:window=0", "picard:tol=-1", "picard:tol=x", "picard:speed=3",
-                                "picard:window=2.5", "picardx"}) {
-    try {
-      parse_picard(bad);
-      ADD_FAILURE() << "accepted " << bad;
-    } catch (const SamplerError& e) {
-      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
-    }
-  }
-}
-
 TEST(Picard, MaxRoundsCapsTheWork) {
   auto model = make_analytic_model(kModel);
   const test::Run r = test::run_sampler(*model, {.sampler = "ddim",

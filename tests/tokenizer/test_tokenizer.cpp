@@ -117,6 +117,21 @@ TEST(HandVocab, ReadsFolderAndMergesByRank) {
   EXPECT_EQ(tok.encode("cat's"), (Ids{0, 9, 1, 11, 1}));
 }
 
+// The in-memory entry point (what fuzz_tokenizer drives) is the file loader
+// without the reads: same ids, and errors name the given file names.
+TEST(HandVocab, FromTextMatchesFiles) {
+  const Tokenizer files = Tokenizer::from_path(hand_folder("text"));
+  const Tokenizer text = Tokenizer::from_vocab_merges_text(kVocab, kMerges, "v.json", "m.txt");
+  for (const char* prompt : {"cat", "CAT Cat", "cats", "aaa", "cat's", "x", ""})
+    EXPECT_EQ(text.encode(prompt), files.encode(prompt)) << prompt;
+  try {
+    Tokenizer::from_vocab_merges_text(kVocab, "#version: 0.2\na t</w>\n", "v.json", "m.txt");
+    ADD_FAILURE() << "a truncated merge list must be refused";
+  } catch (const TokenizerError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("m.txt: 1 merges leave 3 tokens of v.json unreachable", 0), 0u) << e.what();
+  }
+}
+
 TEST(HandVocab, MergesWithoutHeaderAndWithCrlf) {
   const fs::path dir = fresh_dir("crlf");
   // The vocabulary without the tokens of the two merges left out ("ca", "aa").
