@@ -5,15 +5,16 @@ Reduced-width random models (tools/export/sources.py, model_channels 32, seed 0)
 exported with tools/export/export.py and sampled by the fewstep binary; diffusers runs
 its pipeline on the same weights, tokenizer files and initial noise. The final latents
 (`--save-latents`, diffusers' output_type="latent") must agree within 1e-3 relative:
-  - SD 1.5, DDIM 4 steps, CFG 7.5, 64x64, SD 1.5's own scheduler config
-    (set_alpha_to_one false, steps_offset 1);
+  - SD 1.5 from a diffusers folder whose scheduler is SD 1.5's own config (PNDMScheduler,
+    set_alpha_to_one false, steps_offset 1), DDIM 4 steps, CFG 7.5, 64x64, --init-noise;
   - SDXL, DDIM 2 steps, CFG 5, 96x64 (non-square), empty negative prompt: zeros
     (force_zeros_for_empty_prompt), pooled text embedding and time_ids;
   - SD-Turbo, Euler a 2 steps, guidance "none" (no --cfg-scale: CFG off), trailing,
     the step noise drawn from the seed's generator as diffusers draws it;
   - an LCM diffusers folder (time_cond_proj_dim 256), lcm 2 steps, w 8.5 through the
     guidance embedding, one UNet row per step.
-Usage: test_generate_oracle.py FEWSTEP_BIN [CLIP_MERGES_FILE]
+Usage: test_generate_oracle.py FEWSTEP_BIN [CLIP_MERGES_FILE] [--only sd15|sdxl|turbo|lcm]
+(ctest runs one case per test, each an export and a pipeline: pipeline.generate_oracle_CASE.)
 Exit 0 pass, 1 fail, 77 skip (diffusers/transformers absent; a failure under
 FEWSTEP_REQUIRE_ORACLES=1).
 """
@@ -30,6 +31,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "export"))
 import export_test_util as T  # noqa: E402  (puts tools/export and tools/oracles on the path)
+from unet_test_util import write_diffusers_folder  # noqa: E402
 
 N = 32  # model channels
 PROMPT = "a red apple on a table"
@@ -98,15 +100,19 @@ def latents_of(pipe, **kwargs):
 def test_sd15_ddim_cfg():
     import sources
     from diffusers import DDIMScheduler
-    pkg, man = export_package("sd15", ["--random-init", "sd15", "--model-channels", str(N)])
+    model = sources.from_random("sd15", N)
+    # SD 1.5's own scheduler config (PNDMScheduler, set_alpha_to_one false, steps_offset 1, skip_prk_steps).
+    sd15_scheduler = dict(sources.arch_config("sd15")["scheduler"])
+    folder = os.path.join(WORK, "sd15-folder")
+    write_diffusers_folder(folder, model.unet, model.vae, model.text_encoders[0], sd15_scheduler)
+    pkg, man = export_package("sd15", ["--diffusers", folder])
     T.check(man["scheduler"]["set_alpha_to_one"] is False and man["scheduler"]["steps_offset"] == 1,
             "SD 1.5's own scheduler config")
-    model = sources.from_random("sd15", N)
     noise, path = init_noise((1, 4, 8, 8), 11)
     ours, stats = generate(pkg, "--sampler", "ddim", "--steps", "4", "--cfg-scale", "7.5", "--width", "64",
                            "--height", "64", "--init-noise", path)
     T.check(stats["unet_rows"] == 8, "CFG: two rows per step")
-    pipe = sd_pipeline(model, pkg, man, DDIMScheduler.from_config(model.scheduler))
+    pipe = sd_pipeline(model, pkg, man, DDIMScheduler.from_config(sd15_scheduler))
     ref = latents_of(pipe, num_inference_steps=4, guidance_scale=7.5, height=64, width=64, latents=noise.clone())
     err = T.rel_err(ours, ref)
     print("  sd15 ddim: relative error %.2g" % err)
@@ -180,14 +186,7 @@ def test_lcm_embedded_guidance():
     sched = dict(LCMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").config,
                  _class_name="LCMScheduler")
     folder = os.path.join(WORK, "lcm-folder")
-    unet.save_pretrained(os.path.join(folder, "unet"))
-    base.vae.save_pretrained(os.path.join(folder, "vae"))
-    base.text_encoders[0].save_pretrained(os.path.join(folder, "text_encoder"))
-    os.makedirs(os.path.join(folder, "scheduler"))
-    with open(os.path.join(folder, "scheduler", "scheduler_config.json"), "w") as f:
-        json.dump(sched, f)
-    with open(os.path.join(folder, "model_index.json"), "w") as f:
-        json.dump({"_class_name": "LatentConsistencyModelPipeline"}, f)
+    write_diffusers_folder(folder, unet, base.vae, base.text_encoders[0], sched)
     pkg, man = export_package("lcm", ["--diffusers", folder])
     T.check(man["guidance"]["mode"] == "embedded", "an LCM folder exports embedded guidance")
     pipe = LatentConsistencyModelPipeline(vae=base.vae, text_encoder=base.text_encoders[0],
@@ -209,16 +208,23 @@ def test_lcm_embedded_guidance():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    argv = sys.argv[1:]
+    only = None
+    if "--only" in argv:
+        i = argv.index("--only")
+        only = argv[i + 1] if i + 1 < len(argv) else None
+        del argv[i:i + 2]
+    CASES = {"sd15": test_sd15_ddim_cfg, "sdxl": test_sdxl_ddim_cfg_nonsquare, "turbo": test_turbo_euler_ancestral,
+             "lcm": test_lcm_embedded_guidance}
+    if not argv or (only is not None and only not in CASES):
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    BIN = sys.argv[1]
+    BIN = argv[0]
     T.need("diffusers", "transformers")
-    MERGES = T.clip_merges_file(sys.argv[2] if len(sys.argv) > 2 else None)
+    MERGES = T.clip_merges_file(argv[1] if len(argv) > 1 else None)
     WORK = tempfile.mkdtemp(prefix="fewstep-generate-oracle-")
     try:
-        code = T.run([test_sd15_ddim_cfg, test_sdxl_ddim_cfg_nonsquare, test_turbo_euler_ancestral,
-                      test_lcm_embedded_guidance])
+        code = T.run([CASES[only]] if only else list(CASES.values()))
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
     sys.exit(code)
