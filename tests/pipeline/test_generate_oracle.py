@@ -12,8 +12,10 @@ its pipeline on the same weights, tokenizer files and initial noise. The final l
   - SD-Turbo, Euler a 2 steps, guidance "none" (no --cfg-scale: CFG off), trailing,
     the step noise drawn from the seed's generator as diffusers draws it;
   - an LCM diffusers folder (time_cond_proj_dim 256), lcm 2 steps, w 8.5 through the
-    guidance embedding, one UNet row per step.
-Usage: test_generate_oracle.py FEWSTEP_BIN [CLIP_MERGES_FILE] [--only sd15|sdxl|turbo|lcm]
+    guidance embedding, one UNet row per step;
+  - SD 1.5 with a random LCM-LoRA (kohya format) merged at export, lcm 4 steps at CFG 1,
+    against diffusers' LCMScheduler pipeline after load_lora_weights + fuse_lora.
+Usage: test_generate_oracle.py FEWSTEP_BIN [CLIP_MERGES_FILE] [--only sd15|sdxl|turbo|lcm|lcm_lora]
 (ctest runs one case per test, each an export and a pipeline: pipeline.generate_oracle_CASE.)
 Exit 0 pass, 1 fail, 77 skip (diffusers/transformers absent; a failure under
 FEWSTEP_REQUIRE_ORACLES=1).
@@ -207,6 +209,48 @@ def test_lcm_embedded_guidance():
     T.check(T.rel_err(results[0], results[1]) > 1e-3, "w changes the result")
 
 
+def lcm_lora_file(unet, path):
+    """A random LCM-LoRA in kohya's format over `unet` (diffusers names): LCM-LoRA's target modules
+    (attention projections, feed-forward, ResNet convs, time_emb_proj), rank 4, alpha 4."""
+    import torch
+    from safetensors.torch import save_file
+    targets = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1",
+               "conv2", "conv_shortcut", "time_emb_proj")
+    g, sd = torch.Generator().manual_seed(5), {}
+    for name, m in unet.named_modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and any(name.endswith(t) for t in targets):
+            w, stem = m.weight, "lora_unet_" + name.replace(".", "_")
+            sd[stem + ".lora_down.weight"] = torch.randn(4, *w.shape[1:], generator=g) * 0.1
+            sd[stem + ".lora_up.weight"] = torch.randn(w.shape[0], 4, *([1, 1] if w.dim() == 4 else []),
+                                                       generator=g) * 0.1
+            sd[stem + ".alpha"] = torch.tensor(4.0)
+    save_file(sd, path)
+    return path
+
+
+def test_lcm_lora():
+    import sources
+    import torch
+    from diffusers import LCMScheduler
+    model = sources.from_random("sd15", N)
+    sd15_scheduler = dict(sources.arch_config("sd15")["scheduler"])
+    folder = os.path.join(WORK, "sd15-lcm-lora-folder")
+    write_diffusers_folder(folder, model.unet, model.vae, model.text_encoders[0], sd15_scheduler)
+    lora = lcm_lora_file(model.unet, os.path.join(WORK, "lcm-lora.safetensors"))
+    pkg, man = export_package("sd15-lcm-lora", ["--diffusers", folder, "--lora", lora])
+    ours, stats = generate(pkg, "--sampler", "lcm", "--steps", "4", "--cfg-scale", "1", "--width", "64", "--height",
+                           "64", "--seed", "7")
+    T.check(stats["unet_rows"] == 4, "CFG 1: one UNet row per step")
+    pipe = sd_pipeline(model, pkg, man, LCMScheduler.from_config(sd15_scheduler))
+    pipe.load_lora_weights(lora)
+    pipe.fuse_lora(lora_scale=1.0)
+    ref = latents_of(pipe, num_inference_steps=4, guidance_scale=1.0, height=64, width=64,
+                     generator=torch.Generator().manual_seed(7))
+    err = T.rel_err(ours, ref)
+    print("  sd15 + LCM-LoRA, lcm 4 steps: relative error %.2g" % err)
+    T.check(err <= TOL, "SD 1.5 + LCM-LoRA latents differ from diffusers' by %.3g" % err)
+
+
 if __name__ == "__main__":
     argv = sys.argv[1:]
     only = None
@@ -215,7 +259,7 @@ if __name__ == "__main__":
         only = argv[i + 1] if i + 1 < len(argv) else None
         del argv[i:i + 2]
     CASES = {"sd15": test_sd15_ddim_cfg, "sdxl": test_sdxl_ddim_cfg_nonsquare, "turbo": test_turbo_euler_ancestral,
-             "lcm": test_lcm_embedded_guidance}
+             "lcm": test_lcm_embedded_guidance, "lcm_lora": test_lcm_lora}
     if not argv or (only is not None and only not in CASES):
         print(__doc__, file=sys.stderr)
         sys.exit(2)
