@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli/common.h"
+#include "dist/group.h"
 #include "eval/profile.h"
 
 namespace fewstep::cli {
@@ -31,7 +32,35 @@ void run_profile_command(ProfileCliOptions& c) {
   c.p.rt = f.rt;
   c.p.out = c.out;
   ProfileReport r;
-  cleaning_new_folder_on_error(c.p.out, [&] { r = run_profile(c.p); });
+  bool root = true;
+  cleaning_new_folder_on_error(c.p.out, [&] {
+    run_in_group(f, [&](dist::Group& g) {
+      root = g.rank() == 0;
+      if (!g.distributed()) {
+        r = run_profile(c.p);
+        return;
+      }
+      // Rank 0's share: the CFG halves on ranks 0 and 1 when CFG is on
+      // (as generate -b 1), else rank 0 alone. Rank 0 writes the trace.
+      const int rank = g.rank();
+      if (rank < 2) {
+        ProfileOptions p = c.p;
+        p.write_trace = root;
+        p.prepare = [&g, rank](const Pipeline& pipe, GenerateRequest& req) {
+          if (!(pipe.conditional() && req.cfg_scale != 1.0)) return rank == 0;
+          const int peer = rank ^ 1;
+          req.cfg_split =
+              CfgSplit{rank == 0, [&g, peer](const at::Tensor& mine) {
+                         return g.exchange(mine, peer, "the CFG exchange with rank " + std::to_string(peer));
+                       }};
+          return true;
+        };
+        r = run_profile(p);
+      }
+      g.wait_all("profile done");
+    });
+  });
+  if (!root) return;
   std::cout << "Profiled one prompt encoding and generation after a warm-up: " << r.description << "\n\n"
             << "Top operators and kernels by self time (" << r.events << " events)\n"
             << format_op_table(r.ops) << "\nPipeline stages\n"

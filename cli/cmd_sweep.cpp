@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/common.h"
+#include "dist/group.h"
 #include "eval/sweep.h"
 
 namespace fewstep::cli {
@@ -12,7 +13,7 @@ struct SweepCliOptions {
   SharedFlags f;
   std::string prompts_file, seeds = "0";
   std::string parallel, reference, out;
-  bool quiet = false;
+  bool quiet = false, resume = false;
 };
 
 std::vector<std::string> read_prompts(const std::string& file) {
@@ -51,15 +52,26 @@ void run_sweep_command(const SweepCliOptions& c) {
   o.reference = c.reference;
   o.rt = f.rt;
   o.out = c.out;
+  o.resume = c.resume;
   SweepResult r;
+  bool root = true;
   cleaning_new_folder_on_error(o.out, [&] {
-    check_sweep_options(o);  // before the model loads
-    const int64_t total = int64_t(o.prompts.size() * o.seeds.size() * (o.samplers.size() * o.steps.size() + 1));
-    ProgressBar bar("sweep", total, !c.quiet && stderr_is_tty());
-    r = run_sweep(o, [&bar](int64_t done, int64_t) { bar.update(done); });
-    bar.finish();
+    check_sweep_options(o);  // before the model loads (and before the ranks meet)
+    run_in_group(f, [&](dist::Group& g) {
+      root = g.rank() == 0;
+      ProgressBar bar(g.distributed() ? "sweep, rank " + std::to_string(g.rank()) : "sweep", 0,
+                      !c.quiet && stderr_is_tty());
+      r = run_sweep(
+          o,
+          [&bar](int64_t done, int64_t total) {
+            bar.set_total(total);
+            bar.update(done);
+          },
+          &g);
+      bar.finish();
+    });
   });
-  if (c.quiet) return;
+  if (c.quiet || !root) return;
   std::cout << r.rows.size() << (r.rows.size() == 1 ? " run" : " runs") << " against the reference ("
             << r.reference.describe() << ")\n";
   for (const auto& f : r.files) std::cout << "wrote " << f.string() << "\n";
@@ -78,6 +90,9 @@ void register_sweep_command(CLI::App& app) {
                   "SAMPLER:STEPS (default: the exact solution for analytic models, else unipc:250)");
   cmd->add_option("--out,-o", o->out, "output folder (created; its sweep files are replaced)")->required();
   cmd->add_flag("--quiet,-q", o->quiet, "print nothing but errors");
+  cmd->add_flag("--resume", o->resume,
+                "reuse the finished units in OUT/units/ (written as each run finishes; kept after a failure or an "
+                "interrupt) and run only the missing ones");
   cmd->callback([o] { run_sweep_command(*o); });
 }
 

@@ -2,6 +2,7 @@
 #include "cli/common.h"
 
 #include "common/parse.h"
+#include "dist/group.h"
 
 #include <unistd.h>
 
@@ -39,6 +40,34 @@ void add_shared_flags(CLI::App& cmd, SharedFlags& f, Axis axis) {
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   add_runtime_flags(cmd, f.rt);
+  cmd.add_option("--dist", f.dist.mode,
+                 "across processes started by torchrun/srun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT): auto (on "
+                 "when WORLD_SIZE > 1; gloo on CPU, nccl on CUDA), off, gloo or nccl")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "off", "gloo", "nccl"}));
+  cmd.add_option("--dist-timeout", f.dist.timeout_s,
+                 "seconds to wait for the other ranks to arrive and for a collective (a stopped rank is noticed "
+                 "after min(this, 10) s)")
+      ->capture_default_str();
+}
+
+dist::DistSettings dist_settings(const SharedFlags& f) {
+  return dist::resolve_dist(f.dist, dist::read_launch_env(), f.rt.device);
+}
+
+void run_in_group(const SharedFlags& f, const std::function<void(dist::Group&)>& body) {
+  const dist::DistSettings settings = dist_settings(f);
+  std::unique_ptr<dist::Group> group = dist::connect_group(settings, dist::command_line());
+  try {
+    body(*group);
+  } catch (const dist::DistError&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    group->report_failure(what.substr(0, what.find('\n')));
+    throw;
+  }
+  group->finish();
 }
 
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt) {

@@ -7,13 +7,19 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "dist/env.h"
 #include "io/files.h"
 #include "pipeline/pipeline.h"
+
+namespace fewstep::dist {
+class Group;
+}
 
 namespace fewstep::cli {
 
@@ -30,6 +36,7 @@ struct SharedFlags {
   std::string timestep_spacing;              ///< "" = the model's
   std::vector<std::string> sampler_options;  ///< repeated key=value
   RuntimeOptions rt;                         ///< --device, --dtype, --threads, --attention, --fusion
+  dist::DistFlags dist;                      ///< --dist, --dist-timeout
 };
 
 /// Whether a command runs one setting (generate, profile) or sweeps lists
@@ -41,6 +48,18 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& rt);
 
 /// Declares the shared flags on `cmd`, bound to `f` (the runtime flags included).
 void add_shared_flags(CLI::App& cmd, SharedFlags& f, Axis axis);
+
+/// --dist and --dist-timeout resolved against the launcher's environment
+/// (RANK, WORLD_SIZE, ...; dist/env.h) and --device. Throws
+/// std::invalid_argument naming the flag, dist::DistError naming the variable.
+dist::DistSettings dist_settings(const SharedFlags& f);
+
+/// Joins the other ranks (a one-process group when --dist is off or
+/// WORLD_SIZE is 1), runs body(group) and ends the group in order. When
+/// body throws anything but a dist::DistError (which every rank sees for
+/// itself), the failure is first reported to the other ranks, so that they
+/// stop and name this rank. Rethrows.
+void run_in_group(const SharedFlags& f, const std::function<void(dist::Group&)>& body);
 
 /// --steps as one count: nullopt when not given. Throws
 /// std::invalid_argument naming --steps when it is not an integer.
@@ -54,6 +73,7 @@ class ProgressBar {
  public:
   ProgressBar(std::string label, int64_t total, bool enabled);
   void update(int64_t done);
+  void set_total(int64_t total) { total_ = total; }
   void finish();
 
  private:

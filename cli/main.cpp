@@ -2,11 +2,14 @@
 #include <c10/util/Exception.h>
 #include <torch/headeronly/version.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli/common.h"
 #include "cli/commands.h"
 #include "cli/interrupt.h"
+#include "dist/env.h"
 #include "unet/torchscript.h"
 
 int main(int argc, char** argv) {
@@ -22,12 +25,19 @@ int main(int argc, char** argv) {
   });
   fewstep::cli::register_all_commands(app);
   fewstep::cli::install_interrupt_handlers();
+  fewstep::dist::set_command_line(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {
-    std::cerr << "fewstep: error: " << fewstep::first_line(e) << "\n";
+    std::cerr << "fewstep: error: " << fewstep::dist::rank_label() << fewstep::first_line(e) << "\n";
+    // After a distributed failure, process-group threads may still wait on
+    // a stopped peer: leave without running static destructors under them.
+    if (!fewstep::dist::rank_label().empty()) {
+      std::fflush(nullptr);
+      std::_Exit(1);
+    }
     return 1;
   }
   return 0;

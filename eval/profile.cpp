@@ -257,14 +257,16 @@ ProfileReport run_profile(const ProfileOptions& o) {
   if (o.out.empty()) throw std::invalid_argument("--out: an output folder is required");
   if (o.top < 1) throw std::invalid_argument("--top: must be at least 1");
   std::error_code ec;
-  std::filesystem::create_directories(o.out, ec);
-  if (ec || !std::filesystem::is_directory(o.out))
-    throw FileError("--out: cannot create folder " + o.out.string() + (ec ? ": " + ec.message() : ""));
   const std::filesystem::path trace = o.out / "trace.json";
-  try {
-    check_writable(trace);
-  } catch (const FileError& e) {
-    throw FileError(std::string("--out: ") + e.what());
+  if (o.write_trace) {
+    std::filesystem::create_directories(o.out, ec);
+    if (ec || !std::filesystem::is_directory(o.out))
+      throw FileError("--out: cannot create folder " + o.out.string() + (ec ? ": " + ec.message() : ""));
+    try {
+      check_writable(trace);
+    } catch (const FileError& e) {
+      throw FileError(std::string("--out: ") + e.what());
+    }
   }
 
   const std::string model = o.model.empty() ? default_model_dir() : o.model;
@@ -274,11 +276,13 @@ ProfileReport run_profile(const ProfileOptions& o) {
   req.timestep_spacing = o.timestep_spacing;
   req.sampler_options = o.sampler_options;
   pipe->check(req);
+  if (o.prepare && !o.prepare(*pipe, req)) return {};
   const std::string description = pipe->manifest().name + ": " + find_sampler(req.sampler).name + ", " +
                                   std::to_string(req.steps) + " steps, " + std::to_string(req.width) + "x" +
                                   std::to_string(req.height) + ", CFG " + std::to_string(req.cfg_scale).substr(0, 4) +
                                   ", " + pipe->device().str() + ", " + o.rt.dtype + ", attention " + o.rt.attention +
-                                  ", fusion " + o.rt.fusion;
+                                  ", fusion " + o.rt.fusion +
+                                  (req.cfg_split ? ", CFG halves split across two ranks (this rank's half)" : "");
 
   // Warm-up: first calls allocate, load kernels and tune; not profiled.
   pipe->generate(pipe->encode(o.prompt, o.negative_prompt), req);
@@ -300,6 +304,8 @@ ProfileReport run_profile(const ProfileOptions& o) {
   rep.ops = op_table(events, o.top);
   rep.stages = stage_table(events);
   rep.total_ms = total_ms;
+  rep.description = description;
+  if (!o.write_trace) return rep;
   // ProfilerResult::save writes in place; write beside, then rename, so
   // trace.json is never left half-written.
   const std::filesystem::path tmp = o.out / ".trace.json.tmp";

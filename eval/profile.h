@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,12 @@ struct ProfileOptions {
   RuntimeOptions rt;
   std::filesystem::path out;  ///< output folder (created when missing)
   int64_t top = 25;           ///< rows of the operator table
+  /// Called once the model is loaded, with the request to profile: it may
+  /// change the request (the distributed layer sets a CFG split there) and
+  /// returns false when this process has no share of the work (run_profile
+  /// then returns an empty report). Empty = profile everything here.
+  std::function<bool(const Pipeline&, GenerateRequest&)> prepare;
+  bool write_trace = true;  ///< false: profile, but write no file (a partner rank of a CFG split)
 };
 
 /// One profiler event, reduced to what the tables need. Times in ns.
@@ -103,7 +110,7 @@ struct ProfileReport {
 
 /// Loads the model, runs one untimed warm-up generation, then profiles one
 /// prompt encoding and generation (host activity; also CUDA with a CUDA
-/// device) and writes `out/trace.json`. Throws std::invalid_argument /
+/// device) and writes `out/trace.json` (unless !write_trace; see prepare). Throws std::invalid_argument /
 /// FileError naming the flag, the Pipeline's errors, or std::runtime_error
 /// when the profiler records nothing.
 ProfileReport run_profile(const ProfileOptions& o);

@@ -18,6 +18,8 @@
 #include "eval/profile.h"
 #include "common/parse.h"
 #include "eval/sweep_internal.h"
+#include "eval/sweep_units.h"
+#include "dist/group.h"
 #include "samplers/registry.h"
 #include "samplers/schedule.h"
 #include "unet/analytic.h"
@@ -94,6 +96,78 @@ Canvas quality_plot(const std::vector<SweepRow>& rows) {
     err.series.push_back(e);
   }
   return draw_plot({psnr, err});
+}
+
+/// One unit and where it sits in the sweep.
+struct PlannedUnit {
+  SweepUnit unit;
+  size_t prompt_i = 0;
+  uint64_t seed = 0;
+  bool reference = false;  ///< the (prompt, seed)'s reference run
+  std::string sampler;     ///< swept runs: the sampler and steps
+  int64_t steps = 0;
+};
+
+/// The sweep's units in the order of the single-process loops: per prompt,
+/// per seed, the reference, then every sampler × steps. Each spec holds the
+/// unit's settings and the sweep-wide context; each cost is the expected NFE
+/// times the rows of a UNet call.
+template <typename RequestFor>
+std::vector<PlannedUnit> plan_units(const SweepOptions& o, const Pipeline& pipe, const GenerateRequest& base,
+                                    const SweepReference& reference, bool exact, const RequestFor& request_for) {
+  const nlohmann::json context = {{"model", o.model.empty() ? std::string("(embedded)") : o.model},
+                                  {"model_name", pipe.manifest().name},
+                                  {"negative_prompt", o.negative_prompt},
+                                  {"cfg_scale", base.cfg_scale},
+                                  {"width", base.width},
+                                  {"height", base.height},
+                                  {"timestep_spacing", o.timestep_spacing.value_or("")},
+                                  {"device", o.rt.device},
+                                  {"dtype", o.rt.dtype},
+                                  {"attention", o.rt.attention},
+                                  {"fusion", o.rt.fusion}};
+  const double rows = pipe.conditional() && base.cfg_scale != 1.0 ? 2.0 : 1.0;
+  std::map<std::pair<std::string, int64_t>, double> nfe;  // the dry runs, once per setting
+  auto cost_of = [&](const GenerateRequest& r) {
+    auto [it, fresh] = nfe.try_emplace({r.sampler, r.steps}, 0.0);
+    if (fresh) it->second = expected_nfe(pipe, r);
+    return it->second * rows;
+  };
+  std::vector<PlannedUnit> units;
+  for (size_t pi = 0; pi < o.prompts.size(); ++pi)
+    for (uint64_t seed : o.seeds) {
+      PlannedUnit ref;
+      ref.prompt_i = pi;
+      ref.seed = seed;
+      ref.reference = true;
+      ref.unit.spec = {{"kind", "reference"},
+                       {"prompt", o.prompts[pi]},
+                       {"seed", seed},
+                       {"reference", reference.describe()},
+                       {"context", context}};
+      ref.unit.cost = exact ? 1.0 : cost_of(request_for(reference.sampler, reference.steps, false));
+      ref.unit.name();
+      units.push_back(ref);
+      for (const std::string& sampler : o.samplers)
+        for (int64_t steps : o.steps) {
+          const GenerateRequest r = request_for(sampler, steps, true);
+          PlannedUnit u;
+          u.prompt_i = pi;
+          u.seed = seed;
+          u.sampler = sampler;
+          u.steps = steps;
+          nlohmann::json picard = nullptr;
+          if (r.picard)
+            picard = {{"window", r.picard->window}, {"tol", r.picard->tol}, {"max_rounds", r.picard->max_rounds}};
+          u.unit.spec = {{"kind", "run"},      {"prompt", o.prompts[pi]}, {"seed", seed},
+                         {"sampler", sampler}, {"steps", steps},          {"sampler_options", r.sampler_options},
+                         {"picard", picard},   {"context", context}};
+          u.unit.cost = cost_of(r);
+          u.unit.name();
+          units.push_back(u);
+        }
+    }
+  return units;
 }
 
 }  // namespace
@@ -184,7 +258,11 @@ void check_sweep_options(SweepOptions& o) {
   }
 }
 
-SweepResult run_sweep(SweepOptions o, const SweepProgress& progress) {
+SweepResult run_sweep(SweepOptions o, const SweepProgress& progress, dist::Group* group) {
+  std::unique_ptr<dist::Group> own;
+  if (!group) own = dist::single_process_group();
+  dist::Group& g = group ? *group : *own;
+  const bool root = g.rank() == 0;
   check_sweep_options(o);
   const std::string model = o.model.empty() ? default_model_dir() : o.model;
   std::unique_ptr<Pipeline> pipe = Pipeline::load(model, o.rt);
@@ -214,65 +292,140 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress) {
     for (int64_t n : o.steps) pipe->check(request_for(s, n, true));
   if (!exact) pipe->check(request_for(res.reference.sampler, res.reference.steps, false));
 
-  const int64_t per_seed = int64_t(o.samplers.size() * o.steps.size()) + 1;
-  const int64_t total = int64_t(o.prompts.size() * o.seeds.size()) * per_seed;
-  int64_t done = 0;
-  const std::vector<int64_t> shape = pipe->sample_shape(base.width, base.height);
+  // The units, in the order of the single-process loops (the rows follow it).
+  const std::vector<PlannedUnit> units = plan_units(o, *pipe, base, res.reference, exact.has_value(), request_for);
   const int64_t fewest_steps = *std::min_element(o.steps.begin(), o.steps.end());
-  std::optional<double> flops_per_row;
-  {
-    const Conditioning first = pipe->encode(o.prompts.front(), o.negative_prompt);
+  const std::vector<int64_t> shape = pipe->sample_shape(base.width, base.height);
+  const std::filesystem::path units_dir = o.out / "units";
+  std::error_code ec;
+  const bool units_dir_existed = std::filesystem::is_directory(units_dir, ec);
+  std::filesystem::create_directories(units_dir, ec);
+  if (!std::filesystem::is_directory(units_dir, ec))
+    throw FileError("--out: cannot create folder " + units_dir.string());
+  if (!units_dir_existed) register_created_folder(units_dir);
+  // A failed sweep keeps its finished units; units/ goes only when empty.
+  struct RemoveIfEmpty {
+    std::filesystem::path dir;
+    bool armed;
+    ~RemoveIfEmpty() {
+      std::error_code ignored;
+      if (armed) std::filesystem::remove(dir, ignored);  // fails harmlessly unless empty
+    }
+  } units_guard{units_dir, !units_dir_existed};
+
+  // With --resume, rank 0 decides which units are done (their files hold
+  // the same spec) and tells the others, so that every rank plans alike.
+  std::map<size_t, UnitResult> results;
+  std::vector<uint8_t> done_mask(units.size(), 0);
+  if (o.resume && root)
+    for (size_t i = 0; i < units.size(); ++i)
+      if (auto r = load_unit(o.out, units[i].unit)) {
+        results[i] = std::move(*r);
+        done_mask[i] = 1;
+      }
+  if (o.resume) done_mask = g.broadcast_bytes(done_mask, "the list of finished units");
+  std::vector<size_t> todo;
+  std::vector<double> costs;
+  for (size_t i = 0; i < units.size(); ++i)
+    if (!done_mask[i]) todo.push_back(i), costs.push_back(units[i].unit.cost);
+  const std::vector<int> owner = dist::balance_by_cost(costs, g.world_size());
+  std::vector<size_t> mine;
+  for (size_t k = 0; k < todo.size(); ++k)
+    if (owner[k] == g.rank()) mine.push_back(todo[k]);
+
+  std::map<size_t, Conditioning> conds;  // by prompt index
+  auto cond_of = [&](size_t pi) -> const Conditioning& {
+    auto it = conds.find(pi);
+    if (it == conds.end()) it = conds.emplace(pi, pipe->encode(o.prompts[pi], o.negative_prompt)).first;
+    return it->second;
+  };
+  if (!mine.empty()) {
     // Warm-up, untimed: first calls allocate, load kernels and tune, which
-    // would inflate the first row's wall_ms.
+    // would inflate the first unit's wall_ms.
     GenerateRequest r = request_for(o.samplers.front(), fewest_steps, true);
     r.seed = o.seeds.front();
-    pipe->generate(first, r);
-    // FLOPs per UNet batch row: they depend on the size and the model only (not on
-    // the prompt, the sampler or the steps), so one profiled call serves every row.
-    flops_per_row = unet_flops_per_row(*pipe, first, request_for(o.samplers.front(), fewest_steps, false));
+    pipe->generate(cond_of(0), r);
   }
+  std::optional<double> flops_per_row;
+  // FLOPs per UNet batch row: they depend on the size and the model only (not on
+  // the prompt, the sampler or the steps), so one profiled call serves every row.
+  if (root) flops_per_row = unet_flops_per_row(*pipe, cond_of(0), request_for(o.samplers.front(), fewest_steps, false));
+
+  // This rank's units, each written to units/ as it finishes.
+  nlohmann::json finished = nlohmann::json::array();
+  int64_t done = 0;
+  for (size_t i : mine) {
+    g.check_peers();
+    const PlannedUnit& p = units[i];
+    const at::Tensor noise = seeded_unit_noise(shape, p.seed);  // one unit noise per (prompt, seed)
+    UnitResult r;
+    r.rank = g.rank();
+    if (p.reference && exact) {
+      const ReferenceRun ref = analytic_reference(*pipe, *exact, noise);
+      r.latents = ref.latents;
+      r.image = ref.image;
+    } else {
+      GenerateRequest rq = p.reference ? request_for(res.reference.sampler, res.reference.steps, false)
+                                       : request_for(p.sampler, p.steps, true);
+      rq.seed = p.seed;
+      rq.init_noise = noise;
+      GenerateResult gr = pipe->generate(cond_of(p.prompt_i), rq);
+      r.latents = gr.latents;
+      r.image = std::move(gr.image);
+      r.nfe = gr.stats.nfe;
+      r.unet_calls = gr.stats.unet_calls;
+      r.unet_rows = gr.stats.unet_rows;
+      r.wall_ms = gr.stats.total_ms;
+    }
+    std::vector<uint8_t> bytes = encode_unit(p.unit, r);
+    write_file_atomic(unit_path(o.out, p.unit), bytes, true);
+    finished.push_back({{"i", i}, {"unit", nlohmann::json::binary(std::move(bytes))}});
+    if (progress) progress(++done, static_cast<int64_t>(mine.size()));
+  }
+  // Rank 0 gathers the finished units (after uneven work: wait first).
+  g.wait_all("sweep units");
+  const std::vector<std::vector<uint8_t>> parts =
+      g.gather_bytes(nlohmann::json::to_cbor(finished), "the sweep's units");
+  if (!root) {
+    units_guard.armed = false;
+    return res;
+  }
+  for (size_t r = 0; r < parts.size(); ++r)
+    for (const auto& e : nlohmann::json::from_cbor(parts[r])) {
+      const size_t i = e.at("i").get<size_t>();
+      auto u = decode_unit(e.at("unit").get_binary(), units.at(i).unit, "rank " + std::to_string(r) + "'s unit");
+      if (!u)
+        throw std::runtime_error("sweep: rank " + std::to_string(r) + " sent a unit that does not match the plan");
+      results[i] = std::move(*u);
+    }
+
   std::vector<std::pair<std::filesystem::path, std::vector<uint8_t>>> outputs;
+  size_t i = 0;
   for (size_t pi = 0; pi < o.prompts.size(); ++pi) {
     const std::string& prompt = o.prompts[pi];
-    const Conditioning cond = pipe->encode(prompt, o.negative_prompt);
     for (uint64_t seed : o.seeds) {
-      // One unit noise per (prompt, seed), shared by every combination.
-      const at::Tensor noise = seeded_unit_noise(shape, seed);
-      ReferenceRun ref;
-      if (exact) {
-        ref = analytic_reference(*pipe, *exact, noise);
-      } else {
-        GenerateRequest r = request_for(res.reference.sampler, res.reference.steps, false);
-        r.seed = seed;
-        r.init_noise = noise;
-        GenerateResult g = pipe->generate(cond, r);
-        ref = {g.latents, g.image};
-      }
-      if (progress) progress(++done, total);
+      const UnitResult& ref = results.at(i++);
       std::vector<Image> tiles;
       for (const std::string& sampler : o.samplers) {
         for (int64_t steps : o.steps) {
-          GenerateRequest r = request_for(sampler, steps, true);
-          r.seed = seed;
-          r.init_noise = noise;
-          const GenerateResult g = pipe->generate(cond, r);
+          const UnitResult& u = results.at(i++);
           SweepRow row;
           row.prompt = prompt;
           row.sampler = sampler;
           row.steps = steps;
           row.seed = seed;
-          row.nfe = g.stats.nfe;
-          row.stochastic = draws_step_noise(r);
-          row.unet_calls = g.stats.unet_calls;
-          if (flops_per_row) row.unet_flops = *flops_per_row * double(g.stats.unet_rows);
-          row.wall_ms = g.stats.total_ms;
-          row.rmse_latent = rmse(g.latents, ref.latents);
-          row.rmse = rmse(g.image, ref.image) / 255.0;
+          row.nfe = u.nfe;
+          row.stochastic = draws_step_noise(request_for(sampler, steps, true));
+          row.unet_calls = u.unet_calls;
+          if (flops_per_row) row.unet_flops = *flops_per_row * double(u.unet_rows);
+          row.wall_ms = u.wall_ms;
+          row.rmse_latent = rmse(u.latents, ref.latents);
+          row.rmse = rmse(u.image, ref.image) / 255.0;
           row.psnr_db = psnr_db(row.rmse, 1.0);
-          row.ssim = ssim(g.image, ref.image);
+          row.ssim = ssim(u.image, ref.image);
+          row.rank = u.rank;
           res.rows.push_back(row);
-          tiles.push_back(g.image);
-          if (progress) progress(++done, total);
+          tiles.push_back(u.image);
         }
         tiles.push_back(ref.image);
       }
@@ -289,6 +442,7 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress) {
   outputs.emplace_back(o.out / "quality.png", canvas_png(quality_plot(res.rows), "fewstep sweep: quality against NFE"));
   outputs.emplace_back(o.out / "summary.md", bytes_of(format_summary_md(res.rows, res.reference, m.name)));
   for (const auto& [path, bytes] : outputs) res.files.push_back(write_file_atomic(path, bytes, true));
+  units_guard.armed = false;
   return res;
 }
 

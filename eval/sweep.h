@@ -14,6 +14,9 @@
 #include "pipeline/pipeline.h"
 
 namespace fewstep {
+namespace dist {
+class Group;
+}
 
 /// A sweep's settings, as the CLI flags give them.
 struct SweepOptions {
@@ -31,6 +34,7 @@ struct SweepOptions {
   std::string reference;                ///< "SAMPLER:STEPS"; empty = default (see run_sweep)
   RuntimeOptions rt;
   std::filesystem::path out;  ///< output folder (created when missing)
+  bool resume = false;        ///< reuse the finished units under out/units/ (same settings), compute the rest
 };
 
 /// The reference a sweep compares with.
@@ -53,6 +57,7 @@ struct SweepRow {
   double psnr_db = 0;                ///< 20·log10(1 / rmse); +inf for identical images
   double ssim = 0;                   ///< SSIM of the 8-bit images (Wang et al. 2004)
   bool stochastic = false;           ///< the run drew step noise (draws_step_noise with its options)
+  int rank = 0;                      ///< the rank that computed the run (0 in a single process)
 };
 
 /// What a sweep produced.
@@ -62,7 +67,7 @@ struct SweepResult {
   std::vector<std::filesystem::path> files;  ///< every file written
 };
 
-/// Called after each run with (runs done, runs in all); the reference runs count.
+/// Called after each unit with (units done, units in all); the reference runs count.
 using SweepProgress = std::function<void(int64_t, int64_t)>;
 
 /// Splits "a,b,c" (items trimmed). Throws std::invalid_argument
@@ -85,7 +90,8 @@ SweepReference parse_reference(const std::string& text);
 /// SamplerError or FileError with one line naming the flag.
 void check_sweep_options(SweepOptions& o);
 
-/// Runs the sweep. Every combination of a (prompt, seed) starts from the
+/// Runs the sweep, across the ranks of `group` when given (every rank calls
+/// it with the same options; see below). Every combination of a (prompt, seed) starts from the
 /// same unit noise, drawn from a CPU generator seeded with the seed. The
 /// reference: `o.reference` when given; else, for analytic models, the
 /// exact probability-flow ODE solution (analytic:gaussian; a float64 RK4
@@ -94,8 +100,20 @@ void check_sweep_options(SweepOptions& o);
 /// results.csv, grid.png (one contact sheet per prompt and seed:
 /// grid-p<i>-s<seed>.png when there are several), quality.png, summary.md,
 /// each atomically (existing files are replaced).
-/// Throws as check_sweep_options, and the Pipeline's errors.
-SweepResult run_sweep(SweepOptions o, const SweepProgress& progress = {});
+///
+/// Work units (eval/sweep_units.h): every run and every reference run is a
+/// unit, written atomically to out/units/<id>.unit as soon as it finishes
+/// (kept when the sweep fails or is interrupted); with `o.resume` the units
+/// whose files hold the same settings are reused and only the others run.
+/// Across ranks, the units left to run are split by expected cost
+/// (dist::balance_by_cost), each rank runs its own, and rank 0 gathers them
+/// over the group, computes every metric from the gathered latents and
+/// images, and writes every file; other ranks return an empty result (with
+/// the reference). The files equal a single process's except wall_ms,
+/// `rank` and summary.md's wall-time figures. `progress` counts this
+/// rank's units (done, this rank's total).
+/// Throws as check_sweep_options, the Pipeline's errors, dist::DistError.
+SweepResult run_sweep(SweepOptions o, const SweepProgress& progress = {}, dist::Group* group = nullptr);
 
 /// results.csv text (RFC 4180; header row, one row per SweepRow; numbers
 /// with 6 significant digits, inf for infinite PSNR).

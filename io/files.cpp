@@ -66,8 +66,10 @@ void remove_registered_temporaries() noexcept {
   // Files first, so that a folder holding only temporaries becomes empty.
   for (Slot& slot : g_slots)
     if (slot.used.load() && !slot.folder) ::unlink(slot.path);
-  for (Slot& slot : g_slots)
-    if (slot.used.load() && slot.folder) ::rmdir(slot.path);
+  // Folders last registered first: a folder created inside another (a
+  // sweep's units/ in its output folder) comes after it in the slots.
+  for (size_t i = kSlots; i-- > 0;)
+    if (g_slots[i].used.load() && g_slots[i].folder) ::rmdir(g_slots[i].path);
 }
 
 std::vector<uint8_t> read_file_bytes(const std::filesystem::path& file) {

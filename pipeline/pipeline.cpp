@@ -170,6 +170,10 @@ void Pipeline::check(const GenerateRequest& req) const {
       throw std::invalid_argument("--timestep-spacing: '" + s + "' is not one of leading, trailing, linspace");
   }
   resolve_sampler_options(info, opts, sc);
+  if (req.cfg_split && !uses_cfg(req))
+    throw std::invalid_argument(
+        "--dist-split cfg: CFG is off (cfg scale 1, embedded guidance or an unconditional model): nothing to split");
+  if (req.picard_split && !req.picard) throw std::invalid_argument("--dist-split picard: needs --parallel picard:...");
   if (req.init_noise.defined() && req.init_noise.sizes() != at::IntArrayRef(shape))
     throw std::invalid_argument("--init-noise: wrong shape for this model and size");
 }
@@ -258,7 +262,21 @@ GenerateResult Pipeline::generate(const Conditioning& cond, const GenerateReques
     if (conditional()) ctx = cond.cond.expand({rows, cond.cond.size(1), cond.cond.size(2)});
     ExtraConditioning extra{rows_of(timestep_cond, rows), rows_of(added_cond, rows)};
     at::Tensor out;
-    if (use_cfg) {
+    if (use_cfg && req.cfg_split) {
+      // One half here at batch `rows`, the other from the partner process.
+      const at::Tensor& half_ctx = req.cfg_split->cond_half ? cond.cond : cond.uncond;
+      const ExtraConditioning half_extra{extra.timestep_cond, req.cfg_split->cond_half || !added_cond.defined()
+                                                                  ? extra.added_cond
+                                                                  : rows_of(uncond_added_cond, rows)};
+      at::Tensor mine =
+          model_->forward(xin, tin, half_ctx.expand({rows, half_ctx.size(1), half_ctx.size(2)}), half_extra)
+              .to(x.scalar_type());
+      at::Tensor theirs = req.cfg_split->exchange(mine);
+      const at::Tensor& cond_out = req.cfg_split->cond_half ? mine : theirs;
+      const at::Tensor& uncond_out = req.cfg_split->cond_half ? theirs : mine;
+      out = uncond_out + scale * (cond_out - uncond_out);  // Ho & Salimans 2022, Eq. 6
+      st.unet_rows += rows;
+    } else if (use_cfg) {
       at::Tensor ctx2 = at::cat({cond.uncond.expand({rows, cond.uncond.size(1), cond.uncond.size(2)}), ctx});
       ExtraConditioning extra2{
           extra.timestep_cond.defined() ? at::cat({extra.timestep_cond, extra.timestep_cond}) : at::Tensor(),
@@ -281,7 +299,8 @@ GenerateResult Pipeline::generate(const Conditioning& cond, const GenerateReques
   at::Tensor x0;
   {
     RECORD_USER_SCOPE("sampler");
-    x0 = sample(info, schedule, *denoiser, noise.to(device_), opts, req.seed, req.on_step, req.picard, &sstats);
+    x0 = sample(info, schedule, *denoiser, noise.to(device_), opts, req.seed, req.on_step, req.picard, &sstats,
+                req.picard_split ? &*req.picard_split : nullptr);
   }
   st.sampling_ms = ms_since(t_sample);
   st.nfe = sstats.nfe;

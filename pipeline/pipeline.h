@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +40,16 @@ struct Conditioning {
   at::Tensor pooled, uncond_pooled;
 };
 
+/// Classifier-free guidance across two processes (xDiT's CFG parallelism):
+/// this process runs one half of every CFG UNet call at batch 1 and
+/// `exchange` returns the other process's half (same shape). Both
+/// processes then combine the halves identically, so their trajectories
+/// stay equal. Set by the distributed layer (dist/ through the CLI).
+struct CfgSplit {
+  bool cond_half = true;  ///< this process runs the conditional half (else the unconditional)
+  std::function<at::Tensor(const at::Tensor& mine)> exchange;
+};
+
 /// One image's request. `steps`, `cfg_scale` etc. are already resolved
 /// against the manifest defaults.
 struct GenerateRequest {
@@ -55,6 +66,8 @@ struct GenerateRequest {
   /// noise from `seed` either way (draws_step_noise).
   at::Tensor init_noise;
   StepCallback on_step;
+  std::optional<CfgSplit> cfg_split;        ///< CFG halves on two processes (needs CFG on)
+  std::optional<PicardSplit> picard_split;  ///< Picard windows across processes (needs `picard`)
 };
 
 /// Timings in milliseconds and model-call counts, as `--stats-json` writes them.

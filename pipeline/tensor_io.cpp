@@ -42,4 +42,18 @@ at::Tensor read_npy_float32(const std::filesystem::path& file) {
   return t;
 }
 
+at::Tensor decode_npy(const std::vector<uint8_t>& bytes, const std::string& where) {
+  NpyArray a = parse_npy(bytes, where);
+  at::ScalarType dtype;
+  if (a.descr == "<f4" || a.descr == "=f4")
+    dtype = at::kFloat;
+  else if (a.descr == "<f8" || a.descr == "=f8")
+    dtype = at::kDouble;
+  else
+    throw FileError(where + ": dtype is " + a.descr + ", expected float32 or float64");
+  at::Tensor t = at::empty(a.shape, dtype);
+  std::memcpy(t.data_ptr(), a.data.data(), a.data.size());
+  return t;
+}
+
 }  // namespace fewstep

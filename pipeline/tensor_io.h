@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 #include "image/image.h"
@@ -21,6 +22,10 @@ Image to_rgb8(const at::Tensor& image);
 /// Serialises a float32 or float64 tensor (other dtypes become float32) as
 /// .npy, C order. Never throws for a defined tensor.
 std::vector<uint8_t> encode_npy(const at::Tensor& t);
+
+/// The tensor in .npy bytes holding float32 or float64 (encode_npy's
+/// output), on the CPU. Throws FileError starting with `where` otherwise.
+at::Tensor decode_npy(const std::vector<uint8_t>& bytes, const std::string& where);
 
 /// Reads a .npy file holding float32 in C order into a CPU tensor. Throws
 /// FileError naming the file on any other dtype, Fortran order or a

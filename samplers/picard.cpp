@@ -8,10 +8,14 @@
 // cumulative sum, and slides the window past the first step whose refresh
 // moved more than the tolerance. Two-step rules (DPM-Solver++(2M)) read the
 // previous point's output from the same batch (or from the converged prefix).
+// Across processes (PicardSplit, §4 of the paper) each process evaluates a
+// share of the window and the outputs are gathered, so every process runs
+// the same sums and the same test, and the rounds are those of one process.
 #include "samplers/common.h"
 #include "samplers/sample.h"
 
 #include <algorithm>
+#include <numeric>
 
 namespace fewstep {
 namespace {
@@ -39,10 +43,44 @@ NoiseLevels window_levels(const Schedule& sc, int64_t begin, int64_t end, int64_
   return {at::cat(a), at::cat(s), at::cat(t)};
 }
 
+/// The denoiser at the window's points begin..end-1 (`inputs`, one [rows,
+/// ...] tensor each): in one call, or with `split` this process's share in
+/// one call and the other shares gathered (x0 and eps travel together,
+/// concatenated along dim 1).
+DenoiserOutput evaluate_window(SamplerContext& ctx, const std::vector<at::Tensor>& inputs, int64_t begin, int64_t end,
+                               int64_t rows, const PicardSplit* split) {
+  const Schedule& sc = ctx.schedule;
+  if (!split || split->world <= 1) return ctx.denoiser(at::cat(inputs), window_levels(sc, begin, end, rows));
+  const int64_t len = end - begin, w = split->world;
+  std::vector<int64_t> counts;
+  int64_t first = 0, mine = 0;
+  for (int64_t r = 0; r < w; ++r) {
+    const int64_t n = len / w + (r < len % w ? 1 : 0);
+    if (r == split->rank) first = std::accumulate(counts.begin(), counts.end(), int64_t{0}) / rows, mine = n;
+    counts.push_back(n * rows);
+  }
+  const at::Tensor& x = inputs.front();
+  at::Tensor local;
+  if (mine > 0) {
+    const std::vector<at::Tensor> share(inputs.begin() + first, inputs.begin() + first + mine);
+    const DenoiserOutput out =
+        ctx.denoiser(at::cat(share), window_levels(sc, begin + first, begin + first + mine, rows));
+    local = at::cat({out.x0, out.eps}, 1);
+  } else {
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape[0] = 0;
+    shape[1] *= 2;
+    local = at::empty(shape, x.options());
+  }
+  const at::Tensor all = split->allgather_rows(local, counts);
+  const int64_t c = x.size(1);
+  return {all.narrow(1, 0, c), all.narrow(1, c, c)};
+}
+
 }  // namespace
 
 at::Tensor picard_sample(const SamplerInfo& info, SamplerContext& ctx, at::Tensor x, const PicardOptions& picard,
-                         SampleStats* stats) {
+                         SampleStats* stats, const PicardSplit* split) {
   if (!info.step_rule) throw SamplerError("sampler '" + info.name + "' has no Picard form");
   if (picard.window < 1 || !(picard.tol > 0)) throw SamplerError("picard: window must be >= 1 and tol > 0");
   const Schedule& sc = ctx.schedule;
@@ -63,7 +101,7 @@ at::Tensor picard_sample(const SamplerInfo& info, SamplerContext& ctx, at::Tenso
   while (begin < n && rounds < max_rounds) {
     const int64_t end = std::min(begin + window, n), len = end - begin;
     std::vector<at::Tensor> inputs(xs.begin() + begin, xs.begin() + end);
-    const DenoiserOutput all = ctx.denoiser(at::cat(inputs), window_levels(sc, begin, end, rows));
+    const DenoiserOutput all = evaluate_window(ctx, inputs, begin, end, rows, split);
     const auto x0s = all.x0.split(rows), epss = all.eps.split(rows);
 
     // Refresh every guess in the window by the cumulative sum of increments.

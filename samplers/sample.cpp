@@ -25,7 +25,7 @@ bool draws_step_noise(const SamplerInfo& info, const ResolvedOptions& resolved) 
 
 at::Tensor sample(const SamplerInfo& info, const Schedule& schedule, Denoiser& denoiser, const at::Tensor& unit_noise,
                   const ResolvedOptions& resolved, uint64_t seed, const StepCallback& cb,
-                  const std::optional<PicardOptions>& picard, SampleStats* stats) {
+                  const std::optional<PicardOptions>& picard, SampleStats* stats, const PicardSplit* split) {
   const auto dtype = unit_noise.scalar_type();
   if (dtype != at::kFloat && dtype != at::kDouble)
     throw SamplerError("sampler math runs in float32 or float64; the initial noise has another dtype");
@@ -46,7 +46,7 @@ at::Tensor sample(const SamplerInfo& info, const Schedule& schedule, Denoiser& d
         if (s.step_rule) with_rule += (with_rule.empty() ? "" : ", ") + s.name;
       throw SamplerError("sampler '" + info.name + "' has no Picard form (use " + with_rule + ")");
     }
-    out = picard_sample(info, ctx, x, *picard, &local);
+    out = picard_sample(info, ctx, x, *picard, &local, split);
   } else {
     out = info.run(ctx, x);
     local.nfe = denoiser.nfe - nfe0;

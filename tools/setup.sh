@@ -31,6 +31,7 @@ APT_PACKAGES=(
   libcli11-dev libstb-dev nlohmann-json3-dev googletest libgtest-dev
   libre2-dev libicu-dev zlib1g-dev fonts-dejavu-core
   fonts-noto-color-emoji unicode-cldr-core
+  libgloo-dev  # Gloo's headers for c10d's ProcessGroupGloo.hpp (dist/); its libgloo.so is never linked
 )
 # clang's libFuzzer and sanitizer runtimes, only where they are used.
 case "$MODE" in test|sanitize|fuzz) APT_PACKAGES+=(clang-14 libclang-rt-14-dev) ;; esac
