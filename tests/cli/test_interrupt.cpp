@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,13 +33,25 @@ pid_t start(const std::vector<std::string>& args) {
   return pid;
 }
 
-/// Sends SIGINT once `ready()` holds (or after 20 s) while the process still
-/// runs; returns the exit code (-1 when it ended before the signal).
+/// True once the process catches SIGINT (bit 1 of SigCgt in /proc/PID/status),
+/// that is once main() has installed fewstep's handler: a signal sent earlier
+/// would kill the process before it could clean up, on a busy machine too.
+bool catches_sigint(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("SigCgt:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) >> (SIGINT - 1)) & 1;
+  }
+  return false;
+}
+
+/// Sends SIGINT once the handler is installed and `ready()` holds (or after
+/// 60 s) while the process still runs; returns the exit code (-1 when it ended
+/// before the signal, -2 when a signal ended it).
 template <typename Ready>
 int interrupt_when(pid_t pid, Ready ready) {
   const auto t0 = std::chrono::steady_clock::now();
   int status = 0;
-  while (!ready() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20)) {
+  while (!(catches_sigint(pid) && ready()) && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60)) {
     if (waitpid(pid, &status, WNOHANG) == pid) return -1;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -74,10 +87,13 @@ TEST_F(Interrupt, GenerateLeavesNothing) {
   const pid_t pid =
       start({"generate", "--model", model_, "-p", "x", "--steps", "500", "-b", "50", "--seed", "1", "--threads", "1",
              "--out", (dir_ / "img.png").string(), "--stats-json", (dir_ / "s.json").string()});
-  // The model loads within a second or two; the batch takes far longer.
-  const auto t0 = std::chrono::steady_clock::now();
-  const int code =
-      interrupt_when(pid, [&] { return std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(1500); });
+  // The model loads within a second or two after the handler is installed; the batch takes far longer.
+  std::chrono::steady_clock::time_point handler_seen{};
+  const int code = interrupt_when(pid, [&] {
+    const auto now = std::chrono::steady_clock::now();
+    if (handler_seen == std::chrono::steady_clock::time_point{}) handler_seen = now;
+    return now - handler_seen > std::chrono::milliseconds(1500);
+  });
   EXPECT_EQ(code, 130);
   EXPECT_TRUE(listing(dir_).empty()) << listing(dir_).size() << " files left, first: " << listing(dir_)[0];
 }
