@@ -173,6 +173,15 @@ int run_generate(GenerateOptions& o) {
       o.f.negative_prompt.clear();
       req.cfg_scale = 1.0;
     }
+    if (m.guidance.mode == "embedded") {
+      // LCM: w enters the UNet through timestep_cond; there is no unconditional pass.
+      if (root && !o.quiet)
+        std::cerr << "note: " << m.name << " has embedded guidance (LCM): --cfg-scale sets w = " << req.cfg_scale
+                  << " in the UNet's guidance embedding; one UNet call per step, no unconditional pass\n";
+      if (root && !f.negative_prompt.empty())
+        std::cerr << "warning: " << m.name << " has embedded guidance: --negative-prompt is ignored\n";
+      o.f.negative_prompt.clear();
+    }
     if (init_noise.defined()) {
       auto shape = pipe->sample_shape(req.width, req.height);
       shape[0] = o.batch_count;
@@ -182,7 +191,7 @@ int run_generate(GenerateOptions& o) {
         throw std::invalid_argument(o.init_noise + ": shape must be [" + want + "] (batch count, channels, h, w)");
       }
     }
-    const bool cfg_on = pipe->conditional() && req.cfg_scale != 1.0;
+    const bool cfg_on = pipe->uses_cfg(req);  // not with embedded guidance (LCM): one UNet row per step
     const ImagePlan plan = plan_images(o, cfg_on, picard.has_value(), g.world_size());
     const int rank = g.rank();
     if (plan.split == "cfg") {
@@ -217,8 +226,9 @@ int run_generate(GenerateOptions& o) {
       my_rows += r.stats.unet_rows;
       if (plan.owner(i) != rank) continue;
       const Image img = upscale(r.image, static_cast<int>(o.upscale), o.upscale_filter == "smooth");
-      kept[i] = {encode_png(img, "parameters", format_parameters(f.prompt, f.negative_prompt, req, m.name)),
-                 std::move(r)};
+      kept[i] = {
+          encode_png(img, "parameters", format_parameters(f.prompt, f.negative_prompt, req, m.name, m.guidance.mode)),
+          std::move(r)};
     }
     // Rank 0 gathers every rank's kept images (after uneven work: wait first).
     g.wait_all("generate results");
@@ -271,6 +281,7 @@ int run_generate(GenerateOptions& o) {
                           {"unet_calls", total.unet_calls},
                           {"unet_rows", total.unet_rows},
                           {"picard_rounds", total.picard_rounds},
+                          {"guidance", m.guidance.mode},
                           {"steps", req.steps},
                           {"sampler", req.sampler},
                           {"seed", seed0},

@@ -52,11 +52,22 @@ int run_info(const InfoOptions& o) {
             << "defaults:        sampler " << m.defaults.sampler << ", steps " << m.defaults.steps << ", cfg_scale "
             << m.defaults.cfg_scale << "\n"
             << "unet:            " << m.unet.form << ", " << pipe->unet_parameters() << " parameters\n";
-  if (m.text_encoder)
-    std::cout << "text_encoder:    " << pipe->text_encoder_parameters() << " parameters, context_length "
-              << m.text_encoder->context_length << ", hidden_size " << m.text_encoder->hidden_size << "\n";
-  else
+  if (m.text_encoder) {
+    std::cout << "text_encoder:    " << pipe->text_encoder_parameters() << " parameters"
+              << (m.text_encoder_2 ? " (both encoders)" : "") << ", context_length " << m.text_encoder->context_length
+              << ", hidden_size " << m.text_encoder->hidden_size;
+    if (m.text_encoder_2)
+      std::cout << " + " << m.text_encoder_2->hidden_size << " (text_encoder_2, pooled "
+                << m.text_encoder_2->pooled_size << ")";
+    std::cout << "\n";
+  } else {
     std::cout << "text_encoder:    none (unconditional)\n";
+  }
+  std::cout << "guidance:        " << m.guidance.mode;
+  if (m.guidance.mode == "embedded")
+    std::cout << " (timestep_cond of width " << m.unet.time_cond_proj_dim << "; --cfg-scale sets w)";
+  if (!m.unet.addition_embed_type.empty()) std::cout << ", added_cond " << m.unet.addition_embed_type;
+  std::cout << "\n";
   if (m.vae_decoder)
     std::cout << "vae_decoder:     " << pipe->vae_parameters() << " parameters, scaling_factor "
               << m.vae_decoder->scaling_factor << "\n";

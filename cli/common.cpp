@@ -29,7 +29,8 @@ void add_shared_flags(CLI::App& cmd, SharedFlags& f, Axis axis) {
                    "sampler name or diffusers class name (default: the model's; see `fewstep samplers`)");
     cmd.add_option("--steps", f.steps, "number of sampling steps (default: the model's)");
   }
-  cmd.add_option("--cfg-scale", f.cfg_scale, "classifier-free guidance scale, 1 = no guidance (default: the model's)");
+  cmd.add_option("--cfg-scale", f.cfg_scale,
+                 "classifier-free guidance scale, 1 = no guidance; LCM models: the embedded w (default: the model's)");
   cmd.add_option("--width,-W", f.width, "image width in pixels (default: the model's)");
   cmd.add_option("--height,-H", f.height, "image height in pixels (default: the model's)");
   cmd.add_option("--timestep-spacing", f.timestep_spacing, "leading, trailing or linspace (default: the model's)");

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "kernels/attention.h"
+#include "samplers/registry.h"
 #include "unet/analytic.h"
 
 namespace fewstep {
@@ -13,6 +14,29 @@ std::string default_model_dir() {
   if (const char* env = std::getenv("FEWSTEP_MODEL_DIR"); env && *env) return env;
   return std::string(FEWSTEP_SOURCE_DIR) + "/models/emoji";
 }
+
+namespace {
+
+/// The tokenizer of a manifest entry, padding with its pad_id when set.
+std::optional<Tokenizer> load_tokenizer(const std::optional<TokenizerSpec>& spec, const std::string& field,
+                                        const std::string& manifest_file) {
+  if (!spec) return std::nullopt;
+  std::optional<Tokenizer> tok;
+  try {
+    tok = Tokenizer::from_vocab_merges(spec->vocab, spec->merges);
+  } catch (const std::exception& e) {
+    throw ModelError(spec->vocab + ": field '" + field + "': " + first_line(e));
+  }
+  if (spec->pad_id) {
+    if (*spec->pad_id >= tok->vocab_size())
+      throw ModelError(manifest_file + ": field '" + field + ".pad_id': " + std::to_string(*spec->pad_id) +
+                       " is not below the vocabulary size " + std::to_string(tok->vocab_size()));
+    tok->set_pad_id(*spec->pad_id);
+  }
+  return tok;
+}
+
+}  // namespace
 
 LoadedModel load_model_source(const std::string& model, bool fused_attention, FusionMode fusion) {
   LoadedModel out;
@@ -50,19 +74,31 @@ LoadedModel load_model_source(const std::string& model, bool fused_attention, Fu
     };
   };
   out.manifest = load_manifest(model);
-  const ModelManifest& m = out.manifest;
+  ModelManifest& m = out.manifest;
+  const std::string manifest_file = (m.dir / "model.json").string();
+  for (const auto& [key, value] : m.scheduler.other_keys)
+    if (!is_scheduler_option_key(key))
+      m.warnings.push_back(manifest_file + ": field 'scheduler." + key +
+                           "': not a scheduler setting fewstep implements; ignored");
+
   const ModulePass pass = make_pass(true);
-  out.model = std::make_unique<TorchScriptUnet>(m.unet, m.text_encoder.has_value(), make_pass(m.unet.form != "blocks"),
+  auto unet = std::make_unique<TorchScriptUnet>(m.unet, m.text_encoder.has_value(), make_pass(m.unet.form != "blocks"),
                                                 fusion == FusionMode::all);
+  const std::string unet_name = std::filesystem::path(m.unet.file).filename().string();
+  const std::string schema = unet_name + (m.unet.form == "blocks" ? "'s time_embed.forward" : "'s forward");
+  if (m.guidance.mode == "embedded" && !unet->takes_timestep_cond())
+    throw ModelError(manifest_file +
+                     ": field 'guidance.mode': \"embedded\" needs a UNet that takes timestep_cond, but " + schema +
+                     " does not");
+  if (m.unet.addition_embed_type == "text_time" && !unet->takes_added_cond())
+    throw ModelError(manifest_file + ": field 'unet.addition_embed_type': \"text_time\" needs a UNet that takes " +
+                     "added_cond, but " + schema + " does not");
+  out.model = std::move(unet);
   if (m.text_encoder) out.text_encoder = std::make_unique<TextEncoder>(*m.text_encoder, pass);
+  if (m.text_encoder_2) out.text_encoder_2 = std::make_unique<TextEncoder>(*m.text_encoder_2, pass);
   if (m.vae_decoder) out.vae = std::make_unique<VaeDecoder>(*m.vae_decoder);
-  if (m.tokenizer) {
-    try {
-      out.tokenizer = Tokenizer::from_vocab_merges(m.tokenizer->vocab, m.tokenizer->merges);
-    } catch (const std::exception& e) {
-      throw ModelError(m.tokenizer->vocab + ": field 'tokenizer': " + first_line(e));
-    }
-  }
+  out.tokenizer = load_tokenizer(m.tokenizer, "tokenizer", manifest_file);
+  out.tokenizer_2 = load_tokenizer(m.tokenizer_2, "tokenizer_2", manifest_file);
   return out;
 }
 

@@ -19,9 +19,10 @@ namespace fewstep {
 struct LoadedModel {
   ModelManifest manifest;
   std::unique_ptr<Model> model;
-  std::unique_ptr<TextEncoder> text_encoder;  ///< null for unconditional models
-  std::unique_ptr<VaeDecoder> vae;            ///< null for pixel models
-  std::optional<Tokenizer> tokenizer;
+  std::unique_ptr<TextEncoder> text_encoder;    ///< null for unconditional models
+  std::unique_ptr<TextEncoder> text_encoder_2;  ///< SDXL's second encoder, else null
+  std::unique_ptr<VaeDecoder> vae;              ///< null for pixel models
+  std::optional<Tokenizer> tokenizer, tokenizer_2;
   bool analytic = false;
 };
 
@@ -30,11 +31,16 @@ struct LoadedModel {
 std::string default_model_dir();
 
 /// `model` is a package folder or `analytic:<name>[:options]`. With
-/// `fused_attention`, TorchScript modules are rewritten so that their
-/// attention runs through fewstep::attention; with `fusion` kernels or all,
-/// GroupNorm/SiLU, GELU and GEGLU run through fewstep's fused kernels
-/// (rewrite_fusion, kernels/fused.h), and with all a UNet on the CPU also
-/// runs channels-last. Throws ModelError / TokenizerError.
+/// `fused_attention`, the UNet and text encoders are rewritten so that their
+/// attention runs through fewstep::attention (the VAE never is: see
+/// VaeDecoder); with `fusion` kernels or all, GroupNorm/SiLU, GELU and GEGLU
+/// run through fewstep's fused kernels (rewrite_fusion, kernels/fused.h), and
+/// with all a UNet on the CPU also runs channels-last. Tokenizers pad with the
+/// manifest's pad_id. A scheduler key that no sampler takes as an option adds
+/// a warning to manifest.warnings. Throws ModelError / TokenizerError, among
+/// others when the manifest asks for an input the UNet's schema lacks
+/// (guidance.mode "embedded" without timestep_cond, addition_embed_type
+/// "text_time" without added_cond).
 LoadedModel load_model_source(const std::string& model, bool fused_attention, FusionMode fusion = FusionMode::none);
 
 }  // namespace fewstep

@@ -9,7 +9,7 @@
 namespace fewstep {
 
 std::string format_parameters(const std::string& prompt, const std::string& negative_prompt, const GenerateRequest& req,
-                              const std::string& model_name) {
+                              const std::string& model_name, const std::string& guidance_mode) {
   std::ostringstream s;
   s << prompt << "\n";
   if (!negative_prompt.empty()) s << "Negative prompt: " << negative_prompt << "\n";
@@ -36,6 +36,7 @@ std::string format_parameters(const std::string& prompt, const std::string& nega
     }
   }
   s << ", CFG scale: " << req.cfg_scale;
+  if (guidance_mode == "embedded") s << ", Guidance: embedded";
   if (req.init_noise.defined()) s << ", Initial noise: from file";
   if (!req.init_noise.defined() || step_noise) s << ", Seed: " << req.seed;
   s << ", Size: " << req.width << "x" << req.height << ", Model: " << model_name;

@@ -11,7 +11,9 @@
 #include <cmath>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 
+#include "pipeline/conditioning.h"
 #include "pipeline/model_source.h"
 #include "pipeline/tensor_io.h"
 #include "samplers/denoiser.h"
@@ -89,8 +91,11 @@ std::unique_ptr<Pipeline> Pipeline::load(const std::string& model, const Runtime
   p->manifest_ = std::move(loaded.manifest);
   p->model_ = std::move(loaded.model);
   p->text_encoder_ = std::move(loaded.text_encoder);
+  p->text_encoder_2_ = std::move(loaded.text_encoder_2);
   p->vae_ = std::move(loaded.vae);
   p->tokenizer_ = std::move(loaded.tokenizer);
+  p->tokenizer_2_ = std::move(loaded.tokenizer_2);
+  for (const std::string& w : p->manifest_.warnings) stderr_warning_sink(w);
 
   const bool analytic = loaded.analytic;
   p->analytic_ = analytic;
@@ -105,6 +110,7 @@ std::unique_ptr<Pipeline> Pipeline::load(const std::string& model, const Runtime
 
   p->model_->to(p->device_, p->model_dtype_);
   if (p->text_encoder_) p->text_encoder_->to(p->device_, p->aux_dtype_);
+  if (p->text_encoder_2_) p->text_encoder_2_->to(p->device_, p->aux_dtype_);
   if (p->vae_) p->vae_->to(p->device_, p->aux_dtype_);
   p->load_ms_ = ms_since(t0);
   return p;
@@ -139,7 +145,7 @@ void Pipeline::check(const GenerateRequest& req) const {
   if (!(req.cfg_scale >= 0.0) || !std::isfinite(req.cfg_scale))
     throw std::invalid_argument("--cfg-scale: must be a finite number >= 0");
   const auto shape = sample_shape(req.width, req.height);
-  const double rows = conditional() && req.cfg_scale != 1.0 ? 2.0 : 1.0;
+  const double rows = uses_cfg(req) ? 2.0 : 1.0;
   const double window = req.picard ? double(std::max<int64_t>(1, req.picard->window)) : 1.0;
   const double need = kBytesPerPixelRow * double(shape[2] * shape[3]) * rows * window;
   if (need > available_memory_bytes())
@@ -163,26 +169,48 @@ void Pipeline::check(const GenerateRequest& req) const {
     if (s != "leading" && s != "trailing" && s != "linspace")
       throw std::invalid_argument("--timestep-spacing: '" + s + "' is not one of leading, trailing, linspace");
   }
-  resolve_sampler_options(info, opts);
-  if (req.cfg_split && !(conditional() && req.cfg_scale != 1.0))
+  resolve_sampler_options(info, opts, sc);
+  if (req.cfg_split && !uses_cfg(req))
     throw std::invalid_argument(
-        "--dist-split cfg: CFG is off (cfg scale 1 or an unconditional model): nothing to split");
+        "--dist-split cfg: CFG is off (cfg scale 1, embedded guidance or an unconditional model): nothing to split");
   if (req.picard_split && !req.picard) throw std::invalid_argument("--dist-split picard: needs --parallel picard:...");
   if (req.init_noise.defined() && req.init_noise.sizes() != at::IntArrayRef(shape))
     throw std::invalid_argument("--init-noise: wrong shape for this model and size");
 }
 
+bool Pipeline::uses_cfg(const GenerateRequest& req) const {
+  return conditional() && manifest_.guidance.mode != "embedded" && req.cfg_scale != 1.0;
+}
+
+std::pair<at::Tensor, at::Tensor> Pipeline::encode_one(const std::string& text) {
+  auto ids_of = [&](const Tokenizer& tok, int64_t len) {
+    return at::tensor(tok.encode_padded(text, len), at::kLong).view({1, len}).to(device_);
+  };
+  TextEmbedding first = text_encoder_->encode(ids_of(*tokenizer_, manifest_.text_encoder->context_length));
+  at::Tensor context = first.hidden, pooled = first.pooled;
+  if (text_encoder_2_) {
+    // SDXL: both encoders' (penultimate) hidden states side by side; the pooled
+    // embedding of the last encoder (diffusers' encode_prompt).
+    TextEmbedding second = text_encoder_2_->encode(ids_of(*tokenizer_2_, manifest_.text_encoder_2->context_length));
+    context = at::cat({context, second.hidden.to(context.scalar_type())}, -1);
+    pooled = second.pooled;
+  }
+  if (manifest_.unet.addition_embed_type.empty()) pooled = at::Tensor();
+  return {context.to(model_dtype_), pooled.defined() ? pooled.to(at::kFloat) : pooled};
+}
+
 Conditioning Pipeline::encode(const std::string& prompt, const std::string& negative_prompt) {
   Conditioning c;
   if (!text_encoder_) return c;
-  const int64_t len = manifest_.text_encoder->context_length;
-  auto ids_of = [&](const std::string& text) {
-    std::vector<int64_t> ids = tokenizer_->encode_padded(text, len);
-    return at::tensor(ids, at::kLong).view({1, len}).to(device_);
-  };
   at::NoGradGuard no_grad;
-  c.cond = text_encoder_->encode(ids_of(prompt)).to(model_dtype_);
-  c.uncond = text_encoder_->encode(ids_of(negative_prompt)).to(model_dtype_);
+  std::tie(c.cond, c.pooled) = encode_one(prompt);
+  if (manifest_.guidance.mode == "embedded") return c;
+  if (negative_prompt.empty() && manifest_.guidance.force_zeros_for_empty_prompt) {
+    c.uncond = at::zeros_like(c.cond);
+    if (c.pooled.defined()) c.uncond_pooled = at::zeros_like(c.pooled);
+  } else {
+    std::tie(c.uncond, c.uncond_pooled) = encode_one(negative_prompt);
+  }
   return c;
 }
 
@@ -194,7 +222,7 @@ GenerateResult Pipeline::generate(const Conditioning& cond, const GenerateReques
   const SamplerInfo& info = find_sampler(req.sampler);
   SchedulerConfig cfg = manifest_.scheduler;
   if (req.timestep_spacing) cfg.timestep_spacing = *req.timestep_spacing;
-  const ResolvedOptions opts = resolve_sampler_options(info, req.sampler_options);
+  const ResolvedOptions opts = resolve_sampler_options(info, req.sampler_options, cfg);
   const Schedule schedule = make_schedule(cfg, info, req.steps, opts);
 
   const auto shape = sample_shape(req.width, req.height);
@@ -206,8 +234,24 @@ GenerateResult Pipeline::generate(const Conditioning& cond, const GenerateReques
     noise = seeded_unit_noise(shape, req.seed).to(sampler_dtype_);
   }
 
+  // Extra UNet inputs, one row each: LCM's guidance embedding of w = cfg_scale
+  // (diffusers passes w - 1) and SDXL's cat(pooled, time_ids).
+  at::Tensor timestep_cond, added_cond, uncond_added_cond;
+  if (manifest_.guidance.mode == "embedded")
+    timestep_cond =
+        guidance_scale_embedding(at::full({1}, req.cfg_scale - 1.0, at::kDouble), manifest_.unet.time_cond_proj_dim)
+            .to(device_);
+  if (manifest_.unet.addition_embed_type == "text_time") {
+    const at::Tensor time_ids = sdxl_time_ids(req.width, req.height).to(device_);
+    added_cond = at::cat({cond.pooled, time_ids}, 1);
+    if (cond.uncond_pooled.defined()) uncond_added_cond = at::cat({cond.uncond_pooled, time_ids}, 1);
+  }
+  auto rows_of = [](const at::Tensor& t, int64_t rows) {
+    return t.defined() ? t.expand({rows, t.size(1)}) : at::Tensor();
+  };
+
   // The model callback: CFG batching of cond and uncond into one UNet call.
-  const bool use_cfg = conditional() && req.cfg_scale != 1.0;
+  const bool use_cfg = uses_cfg(req);
   const double scale = req.cfg_scale;
   GenerateStats& st = res.stats;
   ModelFn model_fn = [&](const at::Tensor& x, const at::Tensor& timestep) -> at::Tensor {
@@ -216,12 +260,17 @@ GenerateResult Pipeline::generate(const Conditioning& cond, const GenerateReques
     at::Tensor tin = timestep.to(device_, model_dtype_ == at::kDouble ? at::kDouble : at::kFloat);
     at::Tensor ctx;
     if (conditional()) ctx = cond.cond.expand({rows, cond.cond.size(1), cond.cond.size(2)});
+    ExtraConditioning extra{rows_of(timestep_cond, rows), rows_of(added_cond, rows)};
     at::Tensor out;
     if (use_cfg && req.cfg_split) {
       // One half here at batch `rows`, the other from the partner process.
       const at::Tensor& half_ctx = req.cfg_split->cond_half ? cond.cond : cond.uncond;
+      const ExtraConditioning half_extra{extra.timestep_cond, req.cfg_split->cond_half || !added_cond.defined()
+                                                                  ? extra.added_cond
+                                                                  : rows_of(uncond_added_cond, rows)};
       at::Tensor mine =
-          model_->forward(xin, tin, half_ctx.expand({rows, half_ctx.size(1), half_ctx.size(2)})).to(x.scalar_type());
+          model_->forward(xin, tin, half_ctx.expand({rows, half_ctx.size(1), half_ctx.size(2)}), half_extra)
+              .to(x.scalar_type());
       at::Tensor theirs = req.cfg_split->exchange(mine);
       const at::Tensor& cond_out = req.cfg_split->cond_half ? mine : theirs;
       const at::Tensor& uncond_out = req.cfg_split->cond_half ? theirs : mine;
@@ -229,12 +278,15 @@ GenerateResult Pipeline::generate(const Conditioning& cond, const GenerateReques
       st.unet_rows += rows;
     } else if (use_cfg) {
       at::Tensor ctx2 = at::cat({cond.uncond.expand({rows, cond.uncond.size(1), cond.uncond.size(2)}), ctx});
-      at::Tensor raw = model_->forward(at::cat({xin, xin}), at::cat({tin, tin}), ctx2).to(x.scalar_type());
+      ExtraConditioning extra2{
+          extra.timestep_cond.defined() ? at::cat({extra.timestep_cond, extra.timestep_cond}) : at::Tensor(),
+          added_cond.defined() ? at::cat({rows_of(uncond_added_cond, rows), extra.added_cond}) : at::Tensor()};
+      at::Tensor raw = model_->forward(at::cat({xin, xin}), at::cat({tin, tin}), ctx2, extra2).to(x.scalar_type());
       at::Tensor uncond_out = raw.narrow(0, 0, rows), cond_out = raw.narrow(0, rows, rows);
       out = uncond_out + scale * (cond_out - uncond_out);  // Ho & Salimans 2022, Eq. 6
       st.unet_rows += 2 * rows;
     } else {
-      out = model_->forward(xin, tin, ctx).to(x.scalar_type());
+      out = model_->forward(xin, tin, ctx, extra).to(x.scalar_type());
       st.unet_rows += rows;
     }
     st.unet_calls += 1;

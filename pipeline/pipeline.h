@@ -30,7 +30,14 @@ struct RuntimeOptions {
 
 /// Prompt embeddings, computed once and reused for every seed.
 struct Conditioning {
-  at::Tensor cond, uncond;  ///< [1, L, D] on the model device and dtype; undefined for unconditional models
+  /// encoder_hidden_states [1, L, D] on the model device and dtype (SDXL: D =
+  /// D1 + D2, the two encoders' hidden states concatenated); undefined for
+  /// unconditional models. `uncond` is also undefined with embedded guidance,
+  /// which has no unconditional pass.
+  at::Tensor cond, uncond;
+  /// Pooled text embeddings [1, P] float32 on the model device, from the last
+  /// text encoder, when the UNet takes added_cond (SDXL); else undefined.
+  at::Tensor pooled, uncond_pooled;
 };
 
 /// Classifier-free guidance across two processes (xDiT's CFG parallelism):
@@ -98,15 +105,30 @@ class Pipeline {
   /// cfg_scale, size and memory estimate. Throws std::invalid_argument with
   /// a one-line message naming the flag.
   void check(const GenerateRequest& req) const;
-  /// Encodes prompt and negative prompt (CLIP tokenizer, padded to the
-  /// context length; truncation warns). Empty prompts are valid.
+  /// Encodes prompt and negative prompt (CLIP tokenizer, padded with the
+  /// manifest's pad_id to the context length; truncation warns). Empty
+  /// prompts are valid. With text_encoder_2 (SDXL, Podell et al. 2023):
+  /// context = cat(hidden_1, hidden_2, -1), pooled from text_encoder_2; with
+  /// guidance.force_zeros_for_empty_prompt an empty negative prompt gives
+  /// zeros (context and pooled), as diffusers does. Embedded guidance encodes
+  /// no negative prompt.
   Conditioning encode(const std::string& prompt, const std::string& negative_prompt);
-  /// Runs one image: noise, sampler with CFG (cond and uncond in one batched
-  /// UNet call; skipped at cfg_scale 1), decode, 8-bit RGB.
+  /// Runs one image: noise, sampler, decode, 8-bit RGB. Guidance by
+  /// manifest.guidance.mode: "cfg"/"none" run CFG (cond and uncond in one
+  /// batched UNet call; skipped at cfg_scale 1); "embedded" runs one row per
+  /// image with timestep_cond = guidance_scale_embedding(cfg_scale - 1, D).
+  /// A text_time UNet gets added_cond = cat(pooled, sdxl_time_ids(width, height)).
   GenerateResult generate(const Conditioning& cond, const GenerateRequest& req);
+  /// Whether `req` runs CFG (two rows per image per UNet call).
+  bool uses_cfg(const GenerateRequest& req) const;
+  /// Notices about the model (manifest.warnings), printed once by load().
+  const std::vector<std::string>& warnings() const { return manifest_.warnings; }
   /// Parameter counts per module, for `fewstep info`.
   int64_t unet_parameters() const { return model_->parameter_count(); }
-  int64_t text_encoder_parameters() const { return text_encoder_ ? text_encoder_->parameter_count() : 0; }
+  int64_t text_encoder_parameters() const {
+    return (text_encoder_ ? text_encoder_->parameter_count() : 0) +
+           (text_encoder_2_ ? text_encoder_2_->parameter_count() : 0);
+  }
   int64_t vae_parameters() const { return vae_ ? vae_->parameter_count() : 0; }
   at::Device device() const { return device_; }
   /// The denoising model (a TorchScript UNet or an AnalyticModel).
@@ -120,9 +142,11 @@ class Pipeline {
   Pipeline() = default;
   ModelManifest manifest_;
   std::unique_ptr<Model> model_;
-  std::unique_ptr<TextEncoder> text_encoder_;
+  /// Encodes one prompt: (context [1, L, D], pooled [1, P] float32 or undefined).
+  std::pair<at::Tensor, at::Tensor> encode_one(const std::string& text);
+  std::unique_ptr<TextEncoder> text_encoder_, text_encoder_2_;
   std::unique_ptr<VaeDecoder> vae_;
-  std::optional<Tokenizer> tokenizer_;
+  std::optional<Tokenizer> tokenizer_, tokenizer_2_;
   at::Device device_ = at::kCPU;
   at::ScalarType model_dtype_ = at::kFloat, sampler_dtype_ = at::kFloat;
   at::ScalarType aux_dtype_ = at::kFloat;  // text encoder and VAE decoder: model_dtype_, but fp32 for bf16 on the CPU

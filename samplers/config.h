@@ -35,6 +35,11 @@ struct SchedulerConfig {
   PredictionType prediction_type = PredictionType::epsilon;
   std::optional<std::string> timestep_spacing;  ///< leading | trailing | linspace
   std::optional<int64_t> steps_offset;
+  /// DDIMScheduler's final point (diffusers' final_alpha_cumprod): true ᾱ = 1
+  /// (sigma 0), false ᾱ at t = 0 (SD 1.5's config). Unset: diffusers' default
+  /// true, unless final_sigmas_type says otherwise. Read by make_schedule for
+  /// the ddim sampler only, as diffusers' other schedulers ignore it.
+  std::optional<bool> set_alpha_to_one;
   bool rescale_betas_zero_snr = false;
   bool clip_sample = false;
   double clip_sample_range = 1.0;
@@ -47,6 +52,13 @@ struct SchedulerConfig {
   std::string final_sigmas_type = "zero";  ///< zero | sigma_min
   std::vector<double> custom_timesteps;    ///< user-given, descending
   std::vector<double> custom_sigmas;       ///< user-given, descending (σ_t/α_t, or t for flow)
+  /// The config's other keys (not the fields above, nor metadata keys that
+  /// start with '_'), values as text: strings unquoted, booleans true|false,
+  /// numbers as JSON writes them, arrays comma-joined. Keys that name a
+  /// sampler option (solver_order, original_inference_steps, ...) are that
+  /// option's default for a sampler that has it, as diffusers' from_config
+  /// hands a scheduler the keys it knows (registry.h, resolve_sampler_options).
+  std::map<std::string, std::string> other_keys;
 };
 
 /// Options as given by `--sampler-option key=value`, as text.

@@ -62,4 +62,37 @@ ResolvedOptions resolve_sampler_options(const SamplerInfo& info, const SamplerOp
   return resolve_options(info.options, given, info.name);
 }
 
+namespace {
+// fewstep's own option names, never diffusers scheduler_config keys.
+bool fewstep_only_option(const std::string& key) {
+  return key == "eta" || key == "sigma_spacing" || key == "timesteps" || key == "sigmas";
+}
+}  // namespace
+
+bool is_scheduler_option_key(const std::string& key) {
+  if (fewstep_only_option(key)) return false;
+  for (const SamplerInfo& info : sampler_registry())
+    for (const SamplerOptionInfo& o : info.options)
+      if (o.name == key) return true;
+  return false;
+}
+
+ResolvedOptions resolve_sampler_options(const SamplerInfo& info, const SamplerOptions& given,
+                                        const SchedulerConfig& cfg) {
+  SamplerOptions merged;
+  for (const SamplerOptionInfo& o : info.options) {
+    const auto it = cfg.other_keys.find(o.name);
+    if (it == cfg.other_keys.end() || fewstep_only_option(o.name)) continue;
+    try {
+      check_option_value(o, it->second);
+      merged[o.name] = it->second;
+    } catch (const SamplerError&) {
+      // A value meant for another scheduler class (UniPC's bh2 for solver_type
+      // on DPM-Solver): this sampler keeps its own default.
+    }
+  }
+  for (const auto& [key, value] : given) merged[key] = value;
+  return resolve_options(info.options, merged, info.name);
+}
+
 }  // namespace fewstep

@@ -44,4 +44,19 @@ ResolvedOptions resolve_sampler_options(const SamplerInfo& info, const SamplerOp
 /// `fewstep samplers --markdown` prints it; a test checks the README's copy.
 std::string sampler_table_markdown();
 
+/// The same with a model's scheduler config: its other_keys that name one of
+/// this sampler's options (diffusers' names: solver_order,
+/// original_inference_steps, timestep_scaling, ...) and hold a value valid
+/// for it become that option's default, as diffusers' from_config hands a
+/// scheduler class the config keys it knows; `given` (the user's) wins. A
+/// config value this sampler refuses is dropped (its own default stays).
+/// Throws SamplerError as above, for `given` only.
+ResolvedOptions resolve_sampler_options(const SamplerInfo& info, const SamplerOptions& given,
+                                        const SchedulerConfig& cfg);
+
+/// Whether `key` is an option of some sampler that a diffusers scheduler
+/// config may carry (every option but fewstep's own eta, sigma_spacing,
+/// timesteps, sigmas). A manifest's other scheduler keys are not implemented.
+bool is_scheduler_option_key(const std::string& key);
+
 }  // namespace fewstep

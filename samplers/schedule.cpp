@@ -328,8 +328,12 @@ Schedule make_schedule(const SchedulerConfig& cfg, const SamplerInfo& sampler, i
       (family == "euler" || family == "dpm" || cfg.prediction_type == PredictionType::epsilon))
     ac.data_ptr<double>()[T - 1] = std::pow(2.0, -24);  // zero terminal SNR: keep α > 0
 
-  const std::string final_type =
-      resolved.choice("final_sigmas_type").empty() ? cfg.final_sigmas_type : resolved.choice("final_sigmas_type");
+  // DDIMScheduler's set_alpha_to_one (diffusers' final_alpha_cumprod) decides
+  // its final point when the config sets it: false is ᾱ_0, "sigma_min" here.
+  // diffusers' other schedulers ignore the key. The option still wins.
+  std::string final_type = cfg.final_sigmas_type;
+  if (sampler.name == "ddim" && cfg.set_alpha_to_one) final_type = *cfg.set_alpha_to_one ? "zero" : "sigma_min";
+  if (!resolved.choice("final_sigmas_type").empty()) final_type = resolved.choice("final_sigmas_type");
   if (final_type != "zero" && final_type != "sigma_min")
     throw SamplerError("unknown final_sigmas_type '" + final_type + "' (valid: zero, sigma_min)");
   const std::string sigma_spacing =

@@ -97,7 +97,10 @@ std::string default_timestep_spacing(const std::string& family);
 /// option `sigma_spacing` or cfg.sigma_spacing (karras | exponential |
 /// simple); the `lcm` family's own timesteps; otherwise the family's
 /// timestep_spacing with steps_offset. The final point is sigma 0 (alpha 1)
-/// unless `final_sigmas_type` (option, else cfg) is sigma_min.
+/// unless `final_sigmas_type` (option, else cfg) is sigma_min: the VP point
+/// ᾱ_0 at timestep 0 (flow: the shifted 1/T). For the ddim sampler the
+/// config's set_alpha_to_one, when set, replaces cfg.final_sigmas_type
+/// (false: ᾱ_0, as DDIMScheduler's final_alpha_cumprod; true: ᾱ = 1).
 ///
 /// Guarantees: timesteps in [0, T-1] and sigmas strictly decreasing over the
 /// N+1 points (duplicates after clamping a timestep to T-1, e.g. leading

@@ -6,6 +6,16 @@ Writes, under OUT_DIR:
   tiny-mono/     the same weights, monolithic contract
   tiny-latent/   latent model (4x8x8 latents, VAE decoder x2 -> 16x16 RGB), monolithic
   tiny-uncond/   unconditional pixel model (text_encoder null), monolithic
+  tiny-sdxl/     SDXL-like: two text encoders (the second returns (hidden, pooled),
+                 tokenizer_2 pads with 0), time_embed(t, timestep_cond, added_cond)
+                 using added_cond = cat(pooled, time_ids), force_zeros_for_empty_prompt
+  tiny-sdxl-mono/ the same UNet file through its monolithic forward (paths ../tiny-sdxl/...)
+  tiny-lcm/      LCM-like: guidance "embedded", timestep_cond of width 8 through
+                 cond_proj; text encoder and tokenizer shared from ../tiny-blocks
+  tiny-turbo/    manifest only: tiny-blocks' files, guidance "none", trailing spacing
+  probe-sdxl/    a UNet whose output is its inputs (probe.pt): t, timestep_cond,
+  probe-lcm/     added_cond and the context, written into the image; prediction_type
+                 "sample", so one DDIM step returns them (tests read them back)
   broken/        TorchScript files to refuse: unknown_op.pt, newer_version.pt
 
 The UNet follows the LDM layout (Rombach et al. 2022, Sec. 3.3 and App. G):
@@ -26,6 +36,7 @@ import os
 import shutil
 import sys
 import zipfile
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -52,6 +63,43 @@ class TimeEmbed(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.lin2(F.silu(self.lin1(timestep_embedding(t, self.ch).to(self.lin1.weight.dtype))))
+
+
+class TimeEmbed3(nn.Module):
+    """The three-argument contract: timestep [B], timestep_cond [B, D] or empty,
+    added_cond [B, P + 6] or empty -> emb [B, E]. As diffusers' UNet2DConditionModel:
+    cond_proj(timestep_cond) is added to the sinusoidal features before lin1 (LCM);
+    added_cond = cat(pooled, time_ids), each time id projected sinusoidally
+    (add_dim per id), goes through add_embedding and is added to emb (SDXL)."""
+
+    def __init__(self, ch: int, emb: int, cond_dim: int, pooled_dim: int, add_dim: int):
+        super().__init__()
+        self.ch = ch
+        self.cond_dim = cond_dim
+        self.pooled_dim = pooled_dim
+        self.add_dim = add_dim
+        self.lin1 = nn.Linear(ch, emb)
+        self.lin2 = nn.Linear(emb, emb)
+        self.cond_proj = nn.Linear(max(cond_dim, 1), ch, bias=False)
+        add_in = pooled_dim + 6 * add_dim if pooled_dim > 0 else 1
+        self.add1 = nn.Linear(add_in, emb)
+        self.add2 = nn.Linear(emb, emb)
+
+    def forward(self, t: torch.Tensor, timestep_cond: torch.Tensor, added_cond: torch.Tensor) -> torch.Tensor:
+        dtype = self.lin1.weight.dtype
+        x = timestep_embedding(t, self.ch).to(dtype)
+        if self.cond_dim > 0 and timestep_cond.numel() > 0:
+            x = x + self.cond_proj(timestep_cond.to(dtype))
+        emb = self.lin2(F.silu(self.lin1(x)))
+        if self.pooled_dim > 0:
+            if added_cond.numel() == 0:
+                raise RuntimeError("this UNet needs added_cond = cat([pooled text embeds, time_ids], 1)")
+            pooled = added_cond[:, : self.pooled_dim]
+            ids = added_cond[:, self.pooled_dim:].reshape(-1)
+            ids_emb = timestep_embedding(ids, self.add_dim).reshape(added_cond.shape[0], 6 * self.add_dim)
+            aug = torch.cat([pooled, ids_emb], dim=1).to(dtype)
+            emb = emb + self.add2(F.silu(self.add1(aug)))
+        return emb
 
 
 class ResBlock(nn.Module):
@@ -198,7 +246,9 @@ class TinyUNet(nn.Module):
         self.out = Out(ch, cin)
 
     def run(self, sample: torch.Tensor, timestep: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        emb = self.time_embed(timestep)
+        return self.run_emb(sample, self.time_embed(timestep), ctx)
+
+    def run_emb(self, sample: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         h = sample
         skips = []
         for blk in self.input_blocks:
@@ -221,6 +271,80 @@ class UncondUNet(TinyUNet):
         return self.run(sample, timestep, torch.empty(0))
 
 
+class CondUNet3(TinyUNet):
+    """time_embed(timestep, timestep_cond, added_cond); the monolithic forward takes
+    the two extra inputs as optional arguments (None = not given)."""
+
+    def __init__(self, cin: int, ctx_dim: int, cond_dim: int, pooled_dim: int, add_dim: int = 8):
+        super().__init__(cin, ctx_dim)
+        self.time_embed = TimeEmbed3(16, 64, cond_dim, pooled_dim, add_dim)
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                timestep_cond: Optional[torch.Tensor] = None,
+                added_cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        empty = torch.empty(0, device=sample.device)
+        emb = self.time_embed(timestep, timestep_cond if timestep_cond is not None else empty,
+                              added_cond if added_cond is not None else empty)
+        return self.run_emb(sample, emb, encoder_hidden_states)
+
+
+class ProbeTimeEmbed(nn.Module):
+    """emb = cat(t [B, 1], timestep_cond or zeros [B, D], added_cond or zeros [B, A])."""
+
+    def __init__(self, cond_dim: int, added_dim: int):
+        super().__init__()
+        self.cond_dim = cond_dim
+        self.added_dim = added_dim
+
+    def forward(self, t: torch.Tensor, timestep_cond: torch.Tensor, added_cond: torch.Tensor) -> torch.Tensor:
+        b = t.shape[0]
+        tc = timestep_cond.float() if timestep_cond.numel() > 0 else torch.zeros(b, self.cond_dim, device=t.device)
+        ac = added_cond.float() if added_cond.numel() > 0 else torch.zeros(b, self.added_dim, device=t.device)
+        return torch.cat([t.float()[:, None], tc, ac], dim=1)
+
+
+class ProbeIn(nn.Module):
+    """Writes cat(emb, ctx flattened) into the image, zero-padded: [B, C, H, W]."""
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        b, c, hh, ww = h.shape
+        flat = torch.cat([emb, ctx.reshape(b, -1).to(emb.dtype)], dim=1)
+        flat = F.pad(flat, [0, c * hh * ww - flat.shape[1]])
+        return flat.reshape(b, c, hh, ww).to(h.dtype)
+
+
+class ProbeMiddle(nn.Module):
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        return h
+
+
+class ProbeOutBlock(nn.Module):
+    """cat([h, skip], 1) -> its first half (the probe image)."""
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        return h[:, : h.shape[1] // 2]
+
+
+class ProbeOut(nn.Module):
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h
+
+
+class ProbeUNet(nn.Module):
+    """Block-wise UNet without weights whose output shows what it was given."""
+
+    def __init__(self, cond_dim: int, added_dim: int):
+        super().__init__()
+        self.time_embed = ProbeTimeEmbed(cond_dim, added_dim)
+        self.input_blocks = nn.ModuleList([ProbeIn()])
+        self.middle_block = ProbeMiddle()
+        self.output_blocks = nn.ModuleList([ProbeOutBlock()])
+        self.out = ProbeOut()
+
+    def forward(self, sample: torch.Tensor) -> torch.Tensor:
+        return sample
+
+
 class TinyTextEncoder(nn.Module):
     """Token + position embedding and one pre-norm transformer layer: [B, L] int64 -> [B, L, D]."""
 
@@ -235,6 +359,21 @@ class TinyTextEncoder(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         x = self.tok(input_ids) + self.pos[: input_ids.shape[1]]
         return self.ln(self.layer(x))
+
+
+class PooledTextEncoder(nn.Module):
+    """SDXL text_encoder_2's contract: input_ids [B, L] -> (hidden [B, L, D], pooled [B, P]),
+    pooled = proj(hidden at the end token), the end token having the largest id (CLIP)."""
+
+    def __init__(self, vocab: int, length: int, dim: int, pooled: int):
+        super().__init__()
+        self.body = TinyTextEncoder(vocab, length, dim)
+        self.proj = nn.Linear(dim, pooled, bias=False)
+
+    def forward(self, input_ids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = self.body(input_ids)
+        end = x[torch.arange(x.shape[0]), input_ids.argmax(dim=-1)]
+        return x, self.proj(end)
 
 
 class TinyVAEDecoder(nn.Module):
@@ -334,6 +473,101 @@ def write_broken_files(folder: str) -> None:
     os.remove(ok)
 
 
+def write_manifest(folder: str, man: dict) -> None:
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, "model.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(man, f, indent=2)
+    os.replace(tmp, os.path.join(folder, "model.json"))
+
+
+def write_contract_packages(out: str, vocab: int) -> None:
+    """The packages of the SDXL / LCM / Turbo contract (module docstring)."""
+    tok = {"vocab": "tokenizer/vocab.json", "merges": "tokenizer/merges.txt"}
+    blocks_tok = {"vocab": "../tiny-blocks/tokenizer/vocab.json", "merges": "../tiny-blocks/tokenizer/merges.txt"}
+    te1 = {"file": "text_encoder.pt", "context_length": 16, "hidden_size": 24}
+    te2 = {"file": "text_encoder_2.pt", "context_length": 16, "hidden_size": 24, "pooled_size": 8}
+
+    # SDXL-like: context 24 + 24, pooled 8, time ids projected 8 wide each.
+    sdxl = os.path.join(out, "tiny-sdxl")
+    os.makedirs(sdxl, exist_ok=True)
+    torch.jit.script(TinyTextEncoder(vocab, 16, 24).eval()).save(os.path.join(sdxl, "text_encoder.pt"))
+    torch.jit.script(PooledTextEncoder(vocab, 16, 24, 8).eval()).save(os.path.join(sdxl, "text_encoder_2.pt"))
+    torch.jit.script(CondUNet3(3, 48, 0, 8).eval()).save(os.path.join(sdxl, "unet.pt"))
+    write_tokenizer(os.path.join(sdxl, "tokenizer"))
+    write_tokenizer(os.path.join(sdxl, "tokenizer_2"))
+    man = manifest("tiny-sdxl", "pixel", [16, 16], 3, "blocks", True, False, 1)
+    man.update({
+        "unet": {"file": "unet.pt", "form": "blocks", "downsample_factor": 2,
+                 "addition_embed_type": "text_time", "addition_time_embed_dim": 8},
+        "text_encoder": te1, "tokenizer": tok, "text_encoder_2": te2,
+        "tokenizer_2": {"vocab": "tokenizer_2/vocab.json", "merges": "tokenizer_2/merges.txt", "pad_id": 0},
+        "guidance": {"mode": "cfg", "force_zeros_for_empty_prompt": True},
+    })
+    write_manifest(sdxl, man)
+    mono = json.loads(json.dumps(man))
+    mono["name"] = "tiny-sdxl-mono"
+    mono["unet"].update({"file": "../tiny-sdxl/unet.pt", "form": "monolithic"})
+    for key in ("text_encoder", "text_encoder_2"):
+        mono[key]["file"] = "../tiny-sdxl/" + mono[key]["file"]
+    for key in ("tokenizer", "tokenizer_2"):
+        for part in ("vocab", "merges"):
+            mono[key][part] = "../tiny-sdxl/" + mono[key][part]
+    write_manifest(os.path.join(out, "tiny-sdxl-mono"), mono)
+
+    # LCM-like: guidance embedding of width 8; text encoder from tiny-blocks.
+    lcm = os.path.join(out, "tiny-lcm")
+    os.makedirs(lcm, exist_ok=True)
+    unet = CondUNet3(3, 32, 8, 0)
+    with torch.no_grad():
+        unet.time_embed.cond_proj.weight.mul_(20.0)  # so that w visibly steers the image
+    torch.jit.script(unet.eval()).save(os.path.join(lcm, "unet.pt"))
+    man = manifest("tiny-lcm", "pixel", [16, 16], 3, "blocks", True, False, 1)
+    man.update({
+        "unet": {"file": "unet.pt", "form": "blocks", "downsample_factor": 2, "time_cond_proj_dim": 8},
+        "text_encoder": {"file": "../tiny-blocks/text_encoder.pt", "context_length": 16, "hidden_size": 32},
+        "tokenizer": blocks_tok,
+        "guidance": {"mode": "embedded"},
+        "defaults": {"sampler": "lcm", "steps": 2, "cfg_scale": 8.5, "width": 16, "height": 16},
+    })
+    man["scheduler"] = dict(SCHEDULER, original_inference_steps=50, timestep_scaling=10.0, set_alpha_to_one=True)
+    write_manifest(lcm, man)
+
+    # Turbo-like: tiny-blocks' weights, no CFG by default, trailing spacing.
+    turbo = manifest("tiny-turbo", "pixel", [16, 16], 3, "blocks", True, False, 1)
+    turbo.update({
+        "unet": {"file": "../tiny-blocks/unet.pt", "form": "blocks", "downsample_factor": 2},
+        "text_encoder": {"file": "../tiny-blocks/text_encoder.pt", "context_length": 16, "hidden_size": 32},
+        "tokenizer": blocks_tok,
+        "guidance": {"mode": "none"},
+        "defaults": {"sampler": "euler_ancestral", "steps": 2, "width": 16, "height": 16},
+    })
+    turbo["scheduler"] = dict(SCHEDULER, timestep_spacing="trailing")
+    write_manifest(os.path.join(out, "tiny-turbo"), turbo)
+
+    # Probes: 3x32x32 images hold t (1), timestep_cond (8), added_cond (8 + 6) and the context.
+    probe = os.path.join(out, "probe-sdxl")
+    os.makedirs(probe, exist_ok=True)
+    torch.jit.script(ProbeUNet(8, 14)).save(os.path.join(probe, "probe.pt"))
+    probe_sched = dict(SCHEDULER, prediction_type="sample", clip_sample=False)
+    man = json.loads(json.dumps(mono))
+    man.update({"name": "probe-sdxl", "sample_size": [32, 32], "scheduler": probe_sched,
+                "unet": {"file": "probe.pt", "form": "blocks", "downsample_factor": 1,
+                         "addition_embed_type": "text_time", "addition_time_embed_dim": 8},
+                "defaults": {"sampler": "ddim", "steps": 1, "cfg_scale": 1.0, "width": 32, "height": 32}})
+    write_manifest(probe, man)
+    man = manifest("probe-lcm", "pixel", [32, 32], 3, "blocks", True, False, 1)
+    man.update({
+        "scheduler": probe_sched,
+        "unet": {"file": "../probe-sdxl/probe.pt", "form": "blocks", "downsample_factor": 1, "time_cond_proj_dim": 8},
+        "text_encoder": {"file": "../tiny-blocks/text_encoder.pt", "context_length": 16, "hidden_size": 32},
+        "tokenizer": blocks_tok,
+        "guidance": {"mode": "embedded"},
+        "defaults": {"sampler": "ddim", "steps": 1, "cfg_scale": 8.5, "width": 32, "height": 32},
+    })
+    write_manifest(os.path.join(out, "probe-lcm"), man)
+
+
 def main() -> int:
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -355,6 +589,7 @@ def main() -> int:
     uncond = torch.jit.script(UncondUNet(3, 0).eval())
     save_package(os.path.join(out, "tiny-uncond"),
                  manifest("tiny-uncond", "pixel", [16, 16], 3, "monolithic", False, False, 1), uncond)
+    write_contract_packages(out, vocab)
     write_broken_files(os.path.join(out, "broken"))
     with open(os.path.join(out, "stamp"), "w") as f:
         f.write("ok\n")

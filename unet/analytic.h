@@ -68,6 +68,7 @@ class AnalyticModel : public Model {
   /// sample [B, C, H, W] (float32 or float64), timestep [B]; context ignored.
   /// Returns the ideal prediction for the spec's prediction_type, computed in
   /// float64 and cast to sample's dtype.
+  using Model::forward;
   at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context) override;
   /// forward() as a ModelFn (captures this; the model must outlive it).
   ModelFn model_fn();

@@ -1,9 +1,12 @@
 // Loading and validation of model.json (see package.h).
 #include "unet/package.h"
 
+#include <algorithm>
+#include <iterator>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string_view>
 
 namespace fewstep {
 namespace {
@@ -65,6 +68,9 @@ class Fields {
     return Fields(v, file_, prefix_ + key + ".");
   }
   const std::string& file() const { return file_; }
+  const json& value() const { return obj_; }
+  /// The dotted name of `key` in this object, e.g. "scheduler.set_alpha_to_one".
+  std::string path(const std::string& key) const { return prefix_ + key; }
 
  private:
   const json& obj_;
@@ -73,12 +79,89 @@ class Fields {
 
 std::filesystem::path existing_file(const Fields& f, const std::string& key, const std::filesystem::path& dir,
                                     const FileExists& exists) {
-  std::filesystem::path p = dir / f.str(key);
+  // Relative paths may leave the package ("../emoji/text_encoder.pt").
+  std::filesystem::path p = (dir / f.str(key)).lexically_normal();
   if (!exists(p)) f.fail(key, "file not found: " + p.string());
   return p;
 }
 
-SchedulerConfig read_scheduler(const Fields& s) {
+/// The scheduler keys read into SchedulerConfig's fields above.
+constexpr std::string_view kSchedulerFields[] = {"num_train_timesteps",
+                                                 "prediction_type",
+                                                 "trained_betas",
+                                                 "beta_schedule",
+                                                 "beta_start",
+                                                 "beta_end",
+                                                 "timestep_spacing",
+                                                 "steps_offset",
+                                                 "rescale_betas_zero_snr",
+                                                 "clip_sample",
+                                                 "clip_sample_range",
+                                                 "thresholding",
+                                                 "dynamic_thresholding_ratio",
+                                                 "sample_max_value",
+                                                 "shift",
+                                                 "use_karras_sigmas",
+                                                 "use_exponential_sigmas",
+                                                 "final_sigmas_type",
+                                                 "set_alpha_to_one"};
+
+/// diffusers keys whose value here is what fewstep always does, so they need
+/// no field: any other value asks for something fewstep does not implement.
+struct FixedKey {
+  const char* key;
+  json value;
+  const char* meaning;
+};
+const std::vector<FixedKey>& fixed_keys() {
+  static const std::vector<FixedKey> keys = {
+      {"skip_prk_steps", true, "PNDM's Runge-Kutta warm-up steps"},
+      {"interpolation_type", "linear", "Euler's sigma interpolation other than linear"},
+      {"timestep_type", "discrete", "continuous timesteps"},
+      {"use_beta_sigmas", false, "beta-distributed sigmas"},
+      {"use_flow_sigmas", false, "flow sigmas on a VP model"},
+      {"use_lu_lambdas", false, "uniform log-SNR steps"},
+      {"use_dynamic_shifting", false, "resolution-dependent flow shift"},
+      {"invert_sigmas", false, "inverted sigmas"},
+  };
+  return keys;
+}
+
+/// A JSON value as an option's text: strings unquoted, arrays comma-joined.
+std::string option_text(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_array()) {
+    std::string out;
+    for (const json& e : v) {
+      if (!out.empty()) out += ',';  // appends: GCC 12 flags "," + s with a false -Wrestrict
+      out += option_text(e);
+    }
+    return out;
+  }
+  return v.dump();
+}
+
+/// Every key of the scheduler object that is not a field: metadata ("_..."),
+/// null values and FixedKey defaults are silent, a FixedKey with another
+/// value warns, the rest land in other_keys (model_source.h decides which
+/// a sampler takes and warns for the others).
+void collect_other_keys(const Fields& s, SchedulerConfig& c, std::vector<std::string>* warnings) {
+  for (const auto& [key, value] : s.value().items()) {
+    if (key.empty() || key[0] == '_' || value.is_null()) continue;
+    if (std::find(std::begin(kSchedulerFields), std::end(kSchedulerFields), key) != std::end(kSchedulerFields))
+      continue;
+    const auto fixed =
+        std::find_if(fixed_keys().begin(), fixed_keys().end(), [&](const FixedKey& f) { return key == f.key; });
+    if (fixed == fixed_keys().end()) {
+      c.other_keys[key] = option_text(value);
+    } else if (value != fixed->value && warnings) {
+      warnings->push_back(s.file() + ": field '" + s.path(key) + "': " + value.dump() + " asks for " + fixed->meaning +
+                          ", which fewstep does not implement (it runs " + fixed->value.dump() + "); ignored");
+    }
+  }
+}
+
+SchedulerConfig read_scheduler(const Fields& s, std::vector<std::string>* warnings) {
   SchedulerConfig c;
   c.num_train_timesteps = s.positive("num_train_timesteps");
   std::string pt = s.one_of("prediction_type", {"epsilon", "v_prediction", "sample", "flow"});
@@ -125,15 +208,45 @@ SchedulerConfig read_scheduler(const Fields& s) {
   if (s.has("use_karras_sigmas") && s.boolean("use_karras_sigmas")) c.sigma_spacing = "karras";
   if (s.has("use_exponential_sigmas") && s.boolean("use_exponential_sigmas")) c.sigma_spacing = "exponential";
   if (s.has("final_sigmas_type")) c.final_sigmas_type = s.one_of("final_sigmas_type", {"zero", "sigma_min"});
+  if (s.has("set_alpha_to_one")) c.set_alpha_to_one = s.boolean("set_alpha_to_one");
+  collect_other_keys(s, c, warnings);
   return c;
+}
+
+/// `key` (text_encoder or text_encoder_2), when present; `tokenizer_key`
+/// must then be present too.
+std::optional<TextEncoderSpec> read_text_encoder(const Fields& f, const std::string& key,
+                                                 const std::string& tokenizer_key, const std::filesystem::path& dir,
+                                                 const FileExists& exists) {
+  if (!f.has(key)) return std::nullopt;
+  Fields t = f.object(key);
+  TextEncoderSpec spec{existing_file(t, "file", dir, exists).string(), t.positive("context_length"),
+                       t.positive("hidden_size"), 0, key};
+  if (t.has("pooled_size")) spec.pooled_size = t.positive("pooled_size");
+  if (!f.has(tokenizer_key)) f.fail(tokenizer_key, "required when " + key + " is set");
+  return spec;
+}
+
+std::optional<TokenizerSpec> read_tokenizer(const Fields& f, const std::string& key, const std::filesystem::path& dir,
+                                            const FileExists& exists) {
+  if (!f.has(key)) return std::nullopt;
+  Fields t = f.object(key);
+  TokenizerSpec spec{
+      existing_file(t, "vocab", dir, exists).string(), existing_file(t, "merges", dir, exists).string(), {}};
+  if (t.has("pad_id")) {
+    spec.pad_id = t.integer("pad_id");
+    if (*spec.pad_id < 0) t.fail("pad_id", "must be >= 0");
+  }
+  return spec;
 }
 
 }  // namespace
 
-SchedulerConfig parse_scheduler_config(const std::string& json_text, const std::string& where) {
+SchedulerConfig parse_scheduler_config(const std::string& json_text, const std::string& where,
+                                       std::vector<std::string>* warnings) {
   json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) throw ModelError(where + ": not a JSON object");
-  return read_scheduler(Fields(j, where, ""));
+  return read_scheduler(Fields(j, where, ""), warnings);
 }
 
 ModelManifest load_manifest(const std::filesystem::path& dir_in) {
@@ -175,23 +288,49 @@ ModelManifest parse_manifest(std::string_view json_text, const std::filesystem::
   m.in_channels = f.positive("in_channels");
   if (f.has("vae_scale_factor")) m.vae_scale_factor = f.positive("vae_scale_factor");
 
-  m.scheduler = read_scheduler(f.object("scheduler"));
+  m.scheduler = read_scheduler(f.object("scheduler"), &m.warnings);
 
   Fields u = f.object("unet");
   m.unet.file = existing_file(u, "file", dir, exists).string();
   if (u.has("form")) m.unet.form = u.one_of("form", {"monolithic", "blocks"});
   if (u.has("downsample_factor")) m.unet.downsample_factor = u.positive("downsample_factor");
-
-  if (f.has("text_encoder")) {
-    Fields t = f.object("text_encoder");
-    m.text_encoder = TextEncoderSpec{existing_file(t, "file", dir, exists).string(), t.positive("context_length"),
-                                     t.positive("hidden_size")};
-    if (!f.has("tokenizer")) f.fail("tokenizer", "required when text_encoder is set");
+  if (u.has("time_cond_proj_dim")) {
+    m.unet.time_cond_proj_dim = u.integer("time_cond_proj_dim");
+    if (m.unet.time_cond_proj_dim < 4)
+      u.fail("time_cond_proj_dim", "must be at least 4 (the guidance embedding's sin and cos of two frequencies)");
   }
-  if (f.has("tokenizer")) {
-    Fields t = f.object("tokenizer");
-    m.tokenizer = TokenizerSpec{existing_file(t, "vocab", dir, exists).string(),
-                                existing_file(t, "merges", dir, exists).string()};
+  if (u.has("addition_embed_type")) m.unet.addition_embed_type = u.one_of("addition_embed_type", {"text_time"});
+  if (u.has("addition_time_embed_dim")) m.unet.addition_time_embed_dim = u.positive("addition_time_embed_dim");
+
+  m.text_encoder = read_text_encoder(f, "text_encoder", "tokenizer", dir, exists);
+  m.tokenizer = read_tokenizer(f, "tokenizer", dir, exists);
+  m.text_encoder_2 = read_text_encoder(f, "text_encoder_2", "tokenizer_2", dir, exists);
+  m.tokenizer_2 = read_tokenizer(f, "tokenizer_2", dir, exists);
+  if (m.text_encoder_2) {
+    if (!m.text_encoder)
+      f.fail("text_encoder_2", "needs text_encoder (SDXL's context is cat(text_encoder, text_encoder_2))");
+    if (m.text_encoder_2->context_length != m.text_encoder->context_length)
+      f.fail("text_encoder_2.context_length", "must equal text_encoder.context_length (" +
+                                                  std::to_string(m.text_encoder->context_length) +
+                                                  "): the two hidden states are concatenated per token");
+  }
+  if (m.unet.addition_embed_type == "text_time") {
+    const std::optional<TextEncoderSpec>& last = m.text_encoder_2 ? m.text_encoder_2 : m.text_encoder;
+    if (!last || last->pooled_size < 1)
+      u.fail("addition_embed_type", "\"text_time\" needs a pooled text embedding: set " +
+                                        std::string(m.text_encoder_2 ? "text_encoder_2" : "text_encoder") +
+                                        ".pooled_size");
+  }
+
+  if (f.has("guidance")) {
+    Fields g = f.object("guidance");
+    if (g.has("mode")) m.guidance.mode = g.one_of("mode", {"cfg", "embedded", "none"});
+    if (g.has("force_zeros_for_empty_prompt"))
+      m.guidance.force_zeros_for_empty_prompt = g.boolean("force_zeros_for_empty_prompt");
+    if (m.guidance.mode == "embedded" && m.unet.time_cond_proj_dim < 1)
+      g.fail("mode", "\"embedded\" needs unet.time_cond_proj_dim (the width of the guidance embedding)");
+    if (m.guidance.mode == "embedded" && !m.text_encoder)
+      g.fail("mode", "\"embedded\" guides by a prompt: it needs a text_encoder");
   }
   if (f.has("vae_decoder")) {
     Fields v = f.object("vae_decoder");
@@ -216,6 +355,7 @@ ModelManifest parse_manifest(std::string_view json_text, const std::filesystem::
       __builtin_mul_overflow(m.sample_width, m.vae_scale_factor, &product))
     f.fail("sample_size", "times vae_scale_factor does not fit a 64-bit integer");
   m.defaults.width = m.sample_width * m.vae_scale_factor;
+  if (m.guidance.mode == "none") m.defaults.cfg_scale = 1.0;
   m.defaults.height = m.sample_height * m.vae_scale_factor;
   if (f.has("defaults")) {
     Fields d = f.object("defaults");
@@ -224,6 +364,8 @@ ModelManifest parse_manifest(std::string_view json_text, const std::filesystem::
     if (d.has("cfg_scale")) {
       m.defaults.cfg_scale = d.number("cfg_scale");
       if (!(m.defaults.cfg_scale >= 0)) d.fail("cfg_scale", "must be >= 0");
+      if (m.guidance.mode == "none" && m.defaults.cfg_scale != 1.0)
+        d.fail("cfg_scale", "guidance.mode \"none\" samples without CFG by default: omit it or set 1");
     }
     if (d.has("width")) m.defaults.width = d.positive("width");
     if (d.has("height")) m.defaults.height = d.positive("height");

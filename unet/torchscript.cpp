@@ -4,6 +4,7 @@
 #include <ATen/record_function.h>
 #include <torch/headeronly/version.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <regex>
 
@@ -31,6 +32,17 @@ std::vector<torch::jit::Module> module_list(const torch::jit::Module& m, const s
   for (const auto& child : submodule(m, name, file).children()) out.push_back(child);
   if (out.empty()) throw ModelError(file + ": submodule '" + name + "' is empty");
   return out;
+}
+
+/// Arguments of a module's forward, self excluded.
+int64_t forward_arity(const torch::jit::Module& m) {
+  const auto method = m.find_method("forward");
+  return method ? static_cast<int64_t>(method->function().getSchema().arguments().size()) - 1 : -1;
+}
+
+/// `t` when given, else an empty float32 tensor on `like`'s device.
+at::Tensor given_or_empty(const at::Tensor& t, const at::Tensor& like) {
+  return t.defined() ? t : at::empty({0}, like.options().dtype(at::kFloat));
 }
 
 std::string shape_str(at::IntArrayRef s) {
@@ -111,8 +123,17 @@ TorchScriptUnet::TorchScriptUnet(const UnetSpec& spec, bool conditional, const M
     if (input_blocks_.size() != output_blocks_.size())
       throw ModelError(file_ + ": input_blocks has " + std::to_string(input_blocks_.size()) +
                        " blocks but output_blocks has " + std::to_string(output_blocks_.size()));
+    const int64_t arity = forward_arity(time_embed_);
+    if (arity != 1 && arity != 3)
+      throw ModelError(file_ + ": time_embed.forward takes " + std::to_string(arity) +
+                       " arguments; the contract is (timestep) or (timestep, timestep_cond, added_cond)");
+    takes_extra_ = arity == 3 ? 2 : 0;
   } else if (!module_.find_method("forward")) {
     throw ModelError(file_ + ": no forward method");
+  } else {
+    // forward(sample, timestep[, encoder_hidden_states][, timestep_cond[, added_cond]])
+    const int64_t extra = forward_arity(module_) - (conditional_ ? 3 : 2);
+    takes_extra_ = static_cast<int>(std::clamp<int64_t>(extra, 0, 2));
   }
 }
 
@@ -128,11 +149,22 @@ void TorchScriptUnet::to(at::Device device, at::ScalarType dtype) {
 }
 
 at::Tensor TorchScriptUnet::forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context) {
+  return forward(sample, timestep, context, ExtraConditioning{});
+}
+
+at::Tensor TorchScriptUnet::forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context,
+                                    const ExtraConditioning& extra) {
+  const char* schema = form_ == "blocks" ? "time_embed.forward" : "forward";
+  if (extra.timestep_cond.defined() && !takes_timestep_cond())
+    throw ModelError(base(file_) + ": got a timestep_cond, but the UNet's " + schema + " takes none");
+  if (extra.added_cond.defined() && !takes_added_cond())
+    throw ModelError(base(file_) + ": got an added_cond, but the UNet's " + schema + " takes none");
   at::Tensor out;
   try {
     const at::Tensor x =
         channels_last_ && sample.dim() == 4 ? sample.contiguous(at::MemoryFormat::ChannelsLast) : sample;
-    out = form_ == "blocks" ? forward_blocks(x, timestep, context) : forward_monolithic(x, timestep, context);
+    out = form_ == "blocks" ? forward_blocks(x, timestep, context, extra)
+                            : forward_monolithic(x, timestep, context, extra);
     if (channels_last_) out = out.contiguous();
   } catch (const ModelError&) {
     throw;
@@ -150,23 +182,32 @@ at::Tensor TorchScriptUnet::forward(const at::Tensor& sample, const at::Tensor& 
 }
 
 at::Tensor TorchScriptUnet::forward_monolithic(const at::Tensor& sample, const at::Tensor& timestep,
-                                               const at::Tensor& context) {
+                                               const at::Tensor& context, const ExtraConditioning& extra) {
   RECORD_USER_SCOPE("unet");
   std::vector<c10::IValue> args{sample, timestep};
   if (conditional_) args.emplace_back(context);
+  if (!extra.empty()) {
+    args.emplace_back(given_or_empty(extra.timestep_cond, sample));
+    if (takes_added_cond()) args.emplace_back(given_or_empty(extra.added_cond, sample));
+  }
   return as_tensor(module_.forward(args), file_);
 }
 
+at::Tensor TorchScriptUnet::time_embedding(const at::Tensor& timestep, const ExtraConditioning& extra) {
+  RECORD_USER_SCOPE("unet.time_embed");
+  if (takes_extra_ == 0) return as_tensor(time_embed_.forward({timestep}), file_);
+  return as_tensor(time_embed_.forward({timestep, given_or_empty(extra.timestep_cond, timestep),
+                                        given_or_empty(extra.added_cond, timestep)}),
+                   file_);
+}
+
 at::Tensor TorchScriptUnet::forward_blocks(const at::Tensor& sample, const at::Tensor& timestep,
-                                           const at::Tensor& context) {
-  // LDM UNet order: emb = time_embed(t); input blocks push skips; middle; output
-  // blocks pop them (concatenated on channels); out head.
+                                           const at::Tensor& context, const ExtraConditioning& extra) {
+  // LDM UNet order: emb = time_embed(t[, timestep_cond, added_cond]); input
+  // blocks push skips; middle; output blocks pop them (concatenated on
+  // channels); out head.
   const at::Tensor ctx = context.defined() ? context : at::empty({0}, sample.options());
-  at::Tensor emb;
-  {
-    RECORD_USER_SCOPE("unet.time_embed");
-    emb = as_tensor(time_embed_.forward({timestep}), file_);
-  }
+  const at::Tensor emb = time_embedding(timestep, extra);
   at::Tensor h = sample;
   std::vector<at::Tensor> skips;
   skips.reserve(input_blocks_.size());
@@ -195,20 +236,33 @@ TextEncoder::TextEncoder(const TextEncoderSpec& spec, const ModulePass& pass)
   if (pass) pass(module_);
 }
 
-at::Tensor TextEncoder::encode(const at::Tensor& ids) {
+TextEmbedding TextEncoder::encode(const at::Tensor& ids) {
   RECORD_USER_SCOPE("text_encoder");
-  at::Tensor out;
+  c10::IValue result;
   try {
-    out = as_tensor(module_.forward({ids}), spec_.file);
-  } catch (const ModelError&) {
-    throw;
+    result = module_.forward({ids});
   } catch (const std::exception& e) {
     throw ModelError(base(spec_.file) + ": forward failed for input_ids " + shape_str(ids.sizes()) + ": " +
                      first_line(e));
   }
-  if (out.dim() != 3 || out.size(0) != ids.size(0) || out.size(1) != ids.size(1) || out.size(2) != spec_.hidden_size)
-    throw ModelError(base(spec_.file) + ": output " + shape_str(out.sizes()) +
-                     " does not match field 'text_encoder.hidden_size' = " + std::to_string(spec_.hidden_size));
+  TextEmbedding out;
+  out.hidden = as_tensor(result, spec_.file);
+  const std::string field = "field '" + spec_.field;
+  if (out.hidden.dim() != 3 || out.hidden.size(0) != ids.size(0) || out.hidden.size(1) != ids.size(1) ||
+      out.hidden.size(2) != spec_.hidden_size)
+    throw ModelError(base(spec_.file) + ": output " + shape_str(out.hidden.sizes()) + " does not match " + field +
+                     ".hidden_size' = " + std::to_string(spec_.hidden_size));
+  if (spec_.pooled_size > 0) {
+    const bool pair =
+        result.isTuple() && result.toTupleRef().elements().size() >= 2 && result.toTupleRef().elements()[1].isTensor();
+    if (!pair)
+      throw ModelError(base(spec_.file) + ": " + field +
+                       ".pooled_size' is set but forward returns no (hidden, pooled) tuple");
+    out.pooled = result.toTupleRef().elements()[1].toTensor();
+    if (out.pooled.dim() != 2 || out.pooled.size(0) != ids.size(0) || out.pooled.size(1) != spec_.pooled_size)
+      throw ModelError(base(spec_.file) + ": pooled output " + shape_str(out.pooled.sizes()) + " does not match " +
+                       field + ".pooled_size' = " + std::to_string(spec_.pooled_size));
+  }
   return out;
 }
 

@@ -31,11 +31,15 @@ std::string explain_load_failure(const std::string& file, const std::exception& 
 std::string first_line(const std::exception& e);
 
 /// A TorchScript UNet in either contract of the manifest (`unet.form`):
-///  - monolithic: forward(sample [B,C,H,W], timestep [B], encoder_hidden_states [B,L,D]) -> [B,C,H,W]
-///    (or forward(sample, timestep) for unconditional models);
+///  - monolithic: forward(sample [B,C,H,W], timestep [B], encoder_hidden_states [B,L,D]
+///    [, timestep_cond [B,D'], added_cond [B,A]]) -> [B,C,H,W] (or forward(sample,
+///    timestep) for unconditional models); the last two are passed only when given;
 ///  - blocks: submodules time_embed, input_blocks, middle_block, output_blocks and out,
 ///    run as in the LDM UNet (Rombach et al. 2022, App. G) with a skip stack, each block
 ///    inside a profiler range `unet.input_blocks.i`, `unet.middle_block`, `unet.output_blocks.i`.
+///    time_embed.forward takes (timestep [B] float32, timestep_cond, added_cond) or, in
+///    packages written before those existed, (timestep) alone: the schema decides.
+/// An extra input that is not given reaches the module as an empty tensor (numel 0).
 /// With `channels_last_on_cpu`, a model moved to the CPU keeps its 4-D
 /// weights and runs its activations channels-last (NHWC memory, the same
 /// NCHW shapes): oneDNN's convolutions then need no layout reorders and
@@ -49,16 +53,30 @@ class TorchScriptUnet : public Model {
  public:
   TorchScriptUnet(const UnetSpec& spec, bool conditional, const ModulePass& pass, bool channels_last_on_cpu = false);
   at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context) override;
+  /// extra: timestep_cond [B, D] and/or added_cond [B, A], float32 (model.h).
+  /// Throws ModelError when given to a UNet whose schema does not take them.
+  at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context,
+                     const ExtraConditioning& extra) override;
   int64_t parameter_count() const override;
   void to(at::Device device, at::ScalarType dtype) override;
   const std::string& form() const { return form_; }
+  /// Whether the module's schema takes timestep_cond / added_cond: block-wise,
+  /// time_embed.forward has 3 arguments; monolithic, forward has at least 4 / 5.
+  bool takes_timestep_cond() const { return takes_extra_ >= 1; }
+  bool takes_added_cond() const { return takes_extra_ >= 2; }
 
  private:
-  at::Tensor forward_monolithic(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context);
-  at::Tensor forward_blocks(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context);
+  at::Tensor forward_monolithic(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context,
+                                const ExtraConditioning& extra);
+  at::Tensor forward_blocks(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& context,
+                            const ExtraConditioning& extra);
+  /// emb [B, E] = time_embed(timestep[, timestep_cond, added_cond]): the one
+  /// place that knows time_embed's two schemas.
+  at::Tensor time_embedding(const at::Tensor& timestep, const ExtraConditioning& extra);
 
   std::string file_, form_;
   bool conditional_;
+  int takes_extra_ = 0;  // 0: neither, 1: timestep_cond, 2: both (the schema's extra arguments)
   bool channels_last_on_cpu_;
   bool channels_last_ = false;       // on the CPU with channels_last_on_cpu_
   int64_t input_conv_channels_ = 0;  // 0: the module has no 4-D weight
@@ -67,24 +85,36 @@ class TorchScriptUnet : public Model {
   std::vector<torch::jit::Module> input_blocks_, output_blocks_;
 };
 
-/// Text encoder: forward(input_ids [B, L] int64) -> encoder_hidden_states [B, L, D]
-/// (a tuple's first element is taken, as CLIPTextModel returns one).
+/// A text encoder's output for input_ids [B, L].
+struct TextEmbedding {
+  at::Tensor hidden;  ///< encoder_hidden_states [B, L, D]
+  at::Tensor pooled;  ///< [B, P] when the module returns (hidden, pooled) and pooled_size is set; else undefined
+};
+
+/// Text encoder: forward(input_ids [B, L] int64) -> hidden [B, L, D], or a
+/// tuple (hidden [B, L, D], pooled [B, P]) (SDXL's text_encoder_2: the
+/// penultimate layer's hidden states and the projected pooled embedding).
 class TextEncoder {
  public:
   TextEncoder(const TextEncoderSpec& spec, const ModulePass& pass);
-  /// ids: [B, L] int64 on any device. Returns [B, L, D] float on the module's device.
-  /// Throws ModelError if the output is not [B, L, hidden_size].
-  at::Tensor encode(const at::Tensor& ids);
+  /// ids: [B, L] int64 on any device. Returns float tensors on the module's
+  /// device. Throws ModelError if hidden is not [B, L, hidden_size], or if
+  /// pooled_size is set and the module returns no [B, pooled_size] pooled
+  /// embedding.
+  TextEmbedding encode(const at::Tensor& ids);
   int64_t parameter_count() const;
   void to(at::Device device, at::ScalarType dtype);
+  const TextEncoderSpec& spec() const { return spec_; }
 
  private:
   TextEncoderSpec spec_;
   torch::jit::Module module_;
 };
 
-/// VAE decoder: decode(latents [B, C, h, w]) -> image [B, 3 or 1, H, W] in [-1, 1];
-/// latents are divided by `scaling_factor` first (Rombach et al. 2022, Sec. 3.1).
+/// VAE decoder: decode(latents [B, C, h, w]) -> image [B, 3 or 1, H, W] in [-1, 1]
+/// (to_rgb8 clamps to that range); latents are divided by `scaling_factor` first
+/// (Rombach et al. 2022, Sec. 3.1). Never rewritten to fewstep::attention: the SD
+/// VAE's mid-block attention has head dim 512, over the fused kernel's 256.
 class VaeDecoder {
  public:
   explicit VaeDecoder(const VaeSpec& spec);

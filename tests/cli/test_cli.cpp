@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -210,6 +211,28 @@ TEST_F(Cli, UnconditionalModelWarnsAndRecordsNoPrompt) {
   ASSERT_TRUE(text.has_value());
   EXPECT_EQ(text->rfind("\nSteps: 2, Sampler: ddim, CFG scale: 1, Seed: 1,", 0), 0u) << *text;
 }
+TEST_F(Cli, EmbeddedGuidanceSaysOnceThatCfgScaleSetsW) {
+  const fs::path stats = dir_ / "stats.json";
+  Result r = run(gen("-b 2 --cfg-scale 4 --negative-prompt blurry --stats-json " + quote(stats),
+                     fs::path(FEWSTEP_TEST_MODELS) / "tiny-lcm"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::string note = "note: tiny-lcm has embedded guidance (LCM): --cfg-scale sets w = 4";
+  const size_t at = r.output.find(note);
+  EXPECT_NE(at, std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find(note, at + 1), std::string::npos) << "said more than once:\n" << r.output;
+  EXPECT_NE(r.output.find("warning: tiny-lcm has embedded guidance: --negative-prompt is ignored"), std::string::npos)
+      << r.output;
+  auto text = fewstep::read_png_text(dir_ / "out" / "img-1.png", "parameters");
+  ASSERT_TRUE(text.has_value());
+  EXPECT_EQ(*text,
+            "red apple\nSteps: 2, Sampler: lcm, CFG scale: 4, Guidance: embedded, Seed: 1, Size: 16x16, "
+            "Model: tiny-lcm");
+  std::ifstream in(stats);
+  const std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(json.find("\"guidance\": \"embedded\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"unet_rows\": 4"), std::string::npos) << json;  // 2 images x 2 steps, one row each
+}
+
 TEST_F(Cli, NegativeCfg) { expect_bad(gen("--cfg-scale -1"), "--cfg-scale"); }
 TEST_F(Cli, NanCfg) { expect_bad(gen("--cfg-scale nan"), "--cfg-scale"); }
 TEST_F(Cli, WidthNotMultiple) { expect_bad(gen("--width 15"), "--width"); }

@@ -191,6 +191,9 @@ def test_diffusers_folder_lcm():
     folder = os.path.join(WORK, "lcm-folder")
     sched = dict(LCMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").config,
                  _class_name="LCMScheduler")
+    # Settings fewstep does not implement are left out (the runtime would warn about each), a
+    # non-finite one included: model.json must stay strict JSON.
+    sched.update(skip_prk_steps=False, lambda_min_clipped=float("-inf"), interpolation_type="linear")
     T.write_diffusers_folder(folder, unet, base.vae, base.text_encoders[0], sched)
     out = os.path.join(WORK, "pkg-lcm")
     code, err = run_main(["--diffusers", folder, "--out", out, "--dtype", "fp32"] + tok_flags())
@@ -199,6 +202,10 @@ def test_diffusers_folder_lcm():
     assert m["unet"]["time_cond_proj_dim"] == 256 and m["unet"]["downsample_factor"] == 2
     assert m["guidance"]["mode"] == "embedded" and m["defaults"]["sampler"] == "lcm" and m["defaults"]["steps"] == 4
     assert m["scheduler"]["original_inference_steps"] == 50 and m["scheduler"]["beta_start"] == 0.00085
+    assert not {"skip_prk_steps", "lambda_min_clipped", "interpolation_type"} & set(m["scheduler"])
+    assert m["export"]["scheduler_keys_left_out"] == {"skip_prk_steps": "False", "lambda_min_clipped": "-inf"}
+    with open(os.path.join(out, "model.json"), encoding="utf-8") as f:
+        json.load(f, parse_constant=lambda c: (_ for _ in ()).throw(ValueError("not JSON: " + c)))
     lm = torch.jit.load(os.path.join(out, "unet.pt"))
     x, t, ctx, w = torch.randn(2, 4, 8, 16), torch.tensor([759.0, 19.0]), torch.randn(2, 77, 2 * N), torch.randn(2, 256)
     with torch.no_grad():

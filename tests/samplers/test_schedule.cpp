@@ -341,5 +341,66 @@ TEST(Schedule, KarrasStartsAtTheLastTrainingTimestepForEveryBetaSchedule) {
   }
 }
 
+TEST(Schedule, SetAlphaToOneDecidesDdimsFinalPoint) {
+  // SD 1.5's scheduler config: scaled_linear from 0.00085, set_alpha_to_one
+  // false, steps_offset 1. ᾱ_0 = 1 - β_0 = 1 - 0.00085 (Ho et al. 2020 Eq. 4),
+  // so DDIM's final point is (√0.99915, √0.00085); with true it is (1, 0).
+  SchedulerConfig cfg = sd15();
+  cfg.steps_offset = 1;
+  const SamplerInfo& ddim = find_sampler("ddim");
+  auto final_point = [&](const SchedulerConfig& c, const SamplerInfo& info, const SamplerOptions& given = {}) {
+    const Schedule s = make_schedule(c, info, 4, resolve_sampler_options(info, given));
+    EXPECT_EQ(s.steps(), 4);
+    EXPECT_EQ(s.timesteps[3].item<double>(), 1.0);  // leading: 750, 500, 250, 0, plus steps_offset
+    return std::pair{s.alphas[4].item<double>(), s.sigmas[4].item<double>()};
+  };
+  EXPECT_EQ(final_point(cfg, ddim), std::pair(1.0, 0.0));  // unset: diffusers' default true
+  cfg.set_alpha_to_one = false;
+  const auto [a, s] = final_point(cfg, ddim);
+  EXPECT_NEAR(a, std::sqrt(0.99915), 1e-15);
+  EXPECT_NEAR(s, std::sqrt(0.00085), 1e-15);
+  cfg.set_alpha_to_one = true;
+  cfg.final_sigmas_type = "sigma_min";  // set_alpha_to_one wins over the config's final_sigmas_type for DDIM
+  EXPECT_EQ(final_point(cfg, ddim), std::pair(1.0, 0.0));
+  // The option still wins, and diffusers' other schedulers ignore the key.
+  cfg = sd15();
+  cfg.steps_offset = 1;
+  cfg.set_alpha_to_one = false;
+  EXPECT_EQ(final_point(cfg, ddim, {{"final_sigmas_type", "zero"}}), std::pair(1.0, 0.0));
+  EXPECT_EQ(final_point(cfg, find_sampler("ddpm")), std::pair(1.0, 0.0));
+  cfg.timestep_spacing = "trailing";
+  const Schedule euler =
+      make_schedule(cfg, find_sampler("euler"), 4, resolve_sampler_options(find_sampler("euler"), {}));
+  EXPECT_EQ(euler.sigmas[4].item<double>(), 0.0);
+}
+
+TEST(Schedule, SchedulerConfigKeysBecomeOptionDefaults) {
+  // diffusers hands a scheduler class the config keys it knows: LCM's
+  // original_inference_steps moves its timesteps (k = 1000 / 25 = 40 instead of 20).
+  SchedulerConfig cfg = sd15();
+  cfg.other_keys = {{"original_inference_steps", "25"}, {"solver_order", "3"}, {"solver_type", "bh1"}};
+  const SamplerInfo& lcm = find_sampler("lcm");
+  const ResolvedOptions lcm_opts = resolve_sampler_options(lcm, {}, cfg);
+  EXPECT_EQ(lcm_opts.integer("original_inference_steps"), 25);
+  const Schedule s = make_schedule(cfg, lcm, 1, lcm_opts);
+  EXPECT_EQ(s.timesteps[0].item<double>(), 999.0);
+  const Schedule s2 = make_schedule(cfg, lcm, 2, lcm_opts);
+  // lcm_origin_timesteps = arange(1, 26)·40 - 1 = 39 .. 999; 2 steps take
+  // indices 0 and 12 of the reversed list: 999 and 519.
+  EXPECT_EQ(s2.timesteps[1].item<double>(), 519.0);
+  // The user's option wins; a value this sampler refuses (UniPC's bh1 for
+  // DPM-Solver++) leaves its default.
+  EXPECT_EQ(resolve_sampler_options(lcm, {{"original_inference_steps", "50"}}, cfg).integer("original_inference_steps"),
+            50);
+  const SamplerInfo& dpm = find_sampler("dpmpp_2m");
+  const ResolvedOptions dpm_opts = resolve_sampler_options(dpm, {}, cfg);
+  EXPECT_EQ(dpm_opts.integer("solver_order"), 3);
+  EXPECT_EQ(dpm_opts.choice("solver_type"), "midpoint");
+  EXPECT_EQ(resolve_sampler_options(find_sampler("unipc"), {}, cfg).choice("solver_type"), "bh1");
+  EXPECT_TRUE(is_scheduler_option_key("original_inference_steps"));
+  EXPECT_FALSE(is_scheduler_option_key("eta"));  // fewstep's own option, not a diffusers config key
+  EXPECT_FALSE(is_scheduler_option_key("skip_prk_steps"));
+}
+
 }  // namespace
 }  // namespace fewstep

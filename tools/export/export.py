@@ -185,7 +185,7 @@ def write_package(model, parts: Parts, pkg: str, dtype_name: str, name: str, lor
     sample = ucfg.get("sample_size", 64)
     sample = list(sample) if isinstance(sample, (list, tuple)) else [sample, sample]
     vae_scale = 2 ** (len(vcfg["block_out_channels"]) - 1)
-    scheduler = {k: v for k, v in model.scheduler.items() if not k.startswith("_")}
+    scheduler, dropped = helper("scheduler_keys").runtime_config(model.scheduler)
     scheduler.setdefault("num_train_timesteps", 1000)
     scheduler.setdefault("prediction_type", "epsilon")
     defaults = dict(model.defaults, height=sample[0] * vae_scale, width=sample[1] * vae_scale)
@@ -212,8 +212,10 @@ def write_package(model, parts: Parts, pkg: str, dtype_name: str, name: str, lor
                        loras=[{"file": os.path.abspath(p), "scale": s} for p, s in loras],
                        tool="tools/export/export.py"),
     }
+    if dropped:  # as text: -inf (DPM-Solver's lambda_min_clipped) is not JSON
+        manifest["export"]["scheduler_keys_left_out"] = {k: repr(v) for k, v in dropped.items()}
     with open(os.path.join(pkg, "model.json"), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2)
+        json.dump(manifest, f, indent=2, allow_nan=False)
         f.write("\n")
     return manifest
 
@@ -257,6 +259,10 @@ def export(args) -> dict:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
+    left_out = manifest["export"].get("scheduler_keys_left_out")
+    if left_out:
+        print("note: scheduler settings fewstep does not implement were left out of model.json: " +
+              ", ".join("%s=%s" % kv for kv in left_out.items()))
     print("wrote %s (%s %s, %.1f MB) in %.1f s" % (args.out, model.arch, args.dtype, size / 1e6, time.time() - t0))
     return manifest
 
