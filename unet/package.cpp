@@ -146,7 +146,11 @@ std::string option_text(const json& v) {
 /// value warns, the rest land in other_keys (model_source.h decides which
 /// a sampler takes and warns for the others).
 void collect_other_keys(const Fields& s, SchedulerConfig& c, std::vector<std::string>* warnings) {
-  for (const auto& [key, value] : s.value().items()) {
+  for (const auto& item : s.value().items()) {
+    // Named copies, not structured bindings: clang 14 (the sanitizer and fuzz
+    // builds) cannot capture a structured binding in the lambda below.
+    const std::string key = item.key();
+    const nlohmann::json& value = item.value();
     if (key.empty() || key[0] == '_' || value.is_null()) continue;
     if (std::find(std::begin(kSchedulerFields), std::end(kSchedulerFields), key) != std::end(kSchedulerFields))
       continue;
