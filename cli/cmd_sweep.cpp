@@ -5,7 +5,6 @@
 #include "cli/common.h"
 #include "dist/group.h"
 #include "eval/sweep.h"
-#include "samplers/registry.h"
 
 namespace fewstep::cli {
 namespace {

@@ -330,16 +330,17 @@ SweepResult run_sweep(SweepOptions o, const SweepProgress& progress, dist::Group
   // Each sampler's axis: its step counts, or for an adaptive sampler its
   // tolerances (rtol; steps are ignored by it and requested as 1).
   using Setting = AxisSetting;
-  auto settings_of = [&](const std::string& sampler) {
-    std::vector<Setting> out;
+  std::map<std::string, std::vector<Setting>> axes;  // once per sampler, read by every loop below
+  for (const std::string& sampler : o.samplers) {
+    std::vector<Setting>& out = axes[sampler];
     if (find_sampler(sampler).adaptive) {
       if (o.tolerances.empty()) out.push_back({1, std::nullopt});
       for (double t : o.tolerances) out.push_back({1, t});
     } else {
       for (int64_t n : o.steps) out.push_back({n, std::nullopt});
     }
-    return out;
-  };
+  }
+  auto settings_of = [&](const std::string& sampler) -> const std::vector<Setting>& { return axes.at(sampler); };
   auto request_at = [&](const std::string& sampler, const Setting& st, bool with_picard) {
     GenerateRequest r = request_for(sampler, st.steps, with_picard);
     if (st.rtol) r.sampler_options["rtol"] = format_number(*st.rtol);
